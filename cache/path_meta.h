@@ -1,0 +1,84 @@
+// The metadata of one cached store path: its tree (names, types, executable bits, sizes,
+// symlink targets) and, for each regular file, the list of chunks that hold its contents.
+//
+// A PathMeta is immutable once built. Node 0 is the root of the store path (a directory, a
+// regular file or a symlink). A directory's children are consecutive node indices sorted by
+// name (unsigned byte order), so Lookup is a binary search. Serialize()/Load() use a versioned,
+// checksummed on-disk format designed to load a 50 000-file path in a few milliseconds.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace nls {
+
+// A chunk's identity: XXH3-128 of its contents.
+struct ChunkId {
+  std::array<uint8_t, 16> bytes{};
+  std::string ToHex() const;
+  static std::optional<ChunkId> FromHex(std::string_view hex);
+  static ChunkId Of(std::string_view data);
+  auto operator<=>(const ChunkId&) const = default;
+};
+
+struct ChunkRef {
+  ChunkId id;
+  uint32_t size = 0;  // bytes of file content in this chunk
+};
+
+class PathMeta {
+ public:
+  enum class Type : uint8_t { kDirectory = 1, kRegular = 2, kSymlink = 3 };
+
+  struct Node {
+    Type type = Type::kDirectory;
+    bool executable = false;
+    uint32_t parent = 0;         // the root is its own parent
+    uint32_t name_offset = 0;    // into the string table; the root's name is empty
+    uint32_t name_length = 0;
+    uint64_t size = 0;           // regular: file size; symlink: target length; dir: child count
+    uint64_t first = 0;          // dir: first child index; regular: first chunk; symlink: target offset
+    uint64_t count = 0;          // dir: number of children; regular: number of chunks
+  };
+
+  // Accessors. `index` must be < node_count().
+  uint32_t node_count() const;
+  const Node& node(uint32_t index) const;
+  std::string_view name(uint32_t index) const;
+  std::string_view symlink_target(uint32_t index) const;
+  std::span<const ChunkRef> chunks(uint32_t index) const;  // of a regular file, in order
+  // The index of `name` in directory `dir`, or nullopt.
+  std::optional<uint32_t> Lookup(uint32_t dir, std::string_view name) const;
+
+  // Total bytes of regular-file contents.
+  uint64_t content_bytes() const;
+
+  std::string Serialize() const;
+  // Throws FormatError (bad magic, version, checksum, or inconsistent indices).
+  static std::shared_ptr<const PathMeta> Load(std::string_view bytes);
+
+ private:
+  friend class PathMetaBuilder;
+  std::vector<Node> nodes_;
+  std::vector<ChunkRef> chunks_;
+  std::string strings_;
+};
+
+// Builds a PathMeta from NAR order events (parents before children, children sorted).
+class PathMetaBuilder {
+ public:
+  // `path` is relative to the root as in NarSink ("" is the root).
+  void AddDirectory(std::string_view path);
+  void AddRegular(std::string_view path, bool executable, uint64_t size,
+                  std::vector<ChunkRef> chunks);
+  void AddSymlink(std::string_view path, std::string_view target);
+  std::shared_ptr<const PathMeta> Build();
+};
+
+}  // namespace nls

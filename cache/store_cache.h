@@ -1,0 +1,109 @@
+// The local cache of verified store paths: a directory holding content-addressed chunks and one
+// metadata file per store path, bounded by a byte budget with LRU eviction.
+//
+// Thread-safe: any number of readers while writers add paths. One process per directory (an
+// flock on DIR/lock; a second Open throws ConfigError saying which process holds it).
+//
+// Visibility: a path becomes visible (Find returns it) only when PathWriter::Commit() succeeds,
+// which the owner calls only after the NAR verified. Chunks and metadata are written to
+// temporary names and renamed; after a crash, Open() removes temporaries and orphan chunks and
+// never shows a path with incomplete data.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cache/path_meta.h"
+#include "fetch/nar_sink.h"
+#include "fetch/narinfo.h"
+#include "fetch/store_path.h"
+
+namespace nls {
+
+struct CacheOptions {
+  std::string dir = "/var/cache/nix-lazy-store";
+  uint64_t max_bytes = 0;        // disk usage budget as du counts it; 0 = unlimited
+  uint64_t min_free_bytes = 0;   // keep at least this much free on the cache's file system
+  double high_watermark = 0.95;  // eviction starts above high * max_bytes ...
+  double low_watermark = 0.80;   // ... and goes down to low * max_bytes
+  bool verify_always = false;    // re-hash every chunk on every read, not only on first read
+  std::vector<std::string> pins; // store path base names pinned with their closure
+};
+
+struct CacheStats {
+  uint64_t bytes_used = 0;       // disk usage (du) of chunks + metadata
+  uint64_t paths = 0;
+  uint64_t chunks = 0;
+  uint64_t logical_bytes = 0;    // sum of file sizes over all cached paths
+  uint64_t unique_bytes = 0;     // sum of distinct chunk sizes
+  uint64_t hits = 0;
+  uint64_t misses = 0;
+  uint64_t evictions = 0;
+  uint64_t refetches = 0;        // paths dropped because a chunk failed verification
+  double dedup_ratio() const { return unique_bytes ? double(logical_bytes) / unique_bytes : 1.0; }
+};
+
+// A cached store path, kept alive (and not evictable while `open_files` > 0 or pinned) by
+// shared ownership.
+struct CachedPath {
+  uint64_t id = 0;  // stable across restarts and re-fetches of the same hash part; never 0
+  StorePath path;
+  NarInfo info;
+  std::shared_ptr<const PathMeta> meta;
+  std::atomic<int64_t> open_files{0};  // the file system counts open handles here
+};
+
+// Receives a NAR's events, writing chunks as data arrives. Nothing is visible until Commit().
+// Destroying an uncommitted writer discards its work.
+class PathWriter : public NarSink {
+ public:
+  // Makes the path visible atomically. Call only after the NAR verified.
+  virtual std::shared_ptr<CachedPath> Commit() = 0;
+};
+
+class StoreCache {
+ public:
+  // Opens (creating if needed) the cache directory, takes the lock, recovers from crashes.
+  static std::unique_ptr<StoreCache> Open(const CacheOptions& options);
+  virtual ~StoreCache() = default;
+
+  // The cached path with this hash part, or nullptr. Counts a hit or a miss; marks it used.
+  virtual std::shared_ptr<CachedPath> Find(std::string_view hash_part) = 0;
+  // Like Find, but by stable id (for inode numbers); does not count hits/misses.
+  virtual std::shared_ptr<CachedPath> FindById(uint64_t id) = 0;
+  // The id the path has or will have (assigned on first sight, persisted, never reused).
+  virtual uint64_t IdFor(const StorePath& path) = 0;
+
+  virtual std::vector<StorePath> List() = 0;
+
+  virtual std::unique_ptr<PathWriter> BeginWrite(const NarInfo& info) = 0;
+
+  // Reads up to out.size() bytes of regular file `node` at `offset`. Returns bytes read (short
+  // only at end of file). A chunk that fails verification drops the path (counted in
+  // refetches) and throws IntegrityError; the caller may fetch the path again.
+  virtual size_t Read(const CachedPath& path, uint32_t node, uint64_t offset,
+                      std::span<char> out) = 0;
+
+  // Runs eviction now, down to the low watermark (or to `target_bytes` if given).
+  virtual void Evict(std::optional<uint64_t> target_bytes = std::nullopt) = 0;
+
+  // Called (outside locks) for each path evicted, so the file system can invalidate it.
+  virtual void SetEvictionListener(std::function<void(const CachedPath&)> listener) = 0;
+
+  virtual CacheStats Stats() = 0;
+};
+
+// Re-hashes every chunk and checks every metadata file of the cache at options.dir, dropping
+// paths with damage. Returns true if the cache is consistent afterwards (damage repaired or none
+// found); false if damage remains that it could not repair. Writes a report line per problem to
+// `report`.
+bool Fsck(const CacheOptions& options, const std::function<void(std::string_view)>& report);
+
+}  // namespace nls

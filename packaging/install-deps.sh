@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs everything nix-lazy-store needs to build, test, fuzz and benchmark on Debian 12.
+# Idempotent; run as root. Used by .ci/run, the README and the demo.
+set -euo pipefail
+PKGS=(
+  build-essential cmake ninja-build pkg-config git clang libclang-rt-14-dev clang-format
+  libfuse3-dev fuse3 libcurl4-openssl-dev libzstd-dev zstd liblzma-dev xz-utils libbz2-dev bzip2
+  libssl-dev nlohmann-json3-dev libxxhash-dev libgtest-dev libgmock-dev
+  nix-bin nginx-light squid curl python3 util-linux procps psmisc attr patchelf
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian's nginx and squid packages start system services; tests run their own instances.
+for svc in nginx squid; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+    systemctl stop "$svc" || true
+  fi
+done
