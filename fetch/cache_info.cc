@@ -16,13 +16,6 @@ std::string_view Trim(std::string_view s) {
   return s.substr(first, last - first + 1);
 }
 
-std::string Quote(std::string_view text) {
-  constexpr size_t kMax = 200;
-  if (text.size() <= kMax) return "'" + std::string(text) + "'";
-  return "'" + std::string(text.substr(0, kMax)) + "...' (" + std::to_string(text.size()) +
-         " chars)";
-}
-
 }  // namespace
 
 CacheInfo CacheInfo::Parse(std::string_view text, std::string_view origin) {
@@ -42,13 +35,13 @@ CacheInfo CacheInfo::Parse(std::string_view text, std::string_view origin) {
     if (Trim(line).empty()) continue;
     const size_t colon = line.find(':');
     if (colon == std::string_view::npos) {
-      fail("no ':' in line " + Quote(line) + " (not a Nix binary cache?)");
+      fail("no ':' in line " + Quoted(line) + " (not a Nix binary cache?)");
     }
     const std::string_view key = line.substr(0, colon);
     const std::string_view value = Trim(line.substr(colon + 1));
     if (key == "StoreDir") {
       if (value.empty() || value[0] != '/' || (value.size() > 1 && value.back() == '/')) {
-        fail("invalid StoreDir " + Quote(value) + " (expected an absolute path like /nix/store)");
+        fail("invalid StoreDir " + Quoted(value) + " (expected an absolute path like /nix/store)");
       }
       info.store_dir = std::string(value);
     } else if (key == "WantMassQuery") {
@@ -57,14 +50,14 @@ CacheInfo CacheInfo::Parse(std::string_view text, std::string_view origin) {
       } else if (value == "0") {
         info.want_mass_query = false;
       } else {
-        fail("invalid WantMassQuery " + Quote(value) + " (expected 0 or 1)");
+        fail("invalid WantMassQuery " + Quoted(value) + " (expected 0 or 1)");
       }
     } else if (key == "Priority") {
       int priority = 0;
       const char* end = value.data() + value.size();
       auto [ptr, ec] = std::from_chars(value.data(), end, priority);
       if (value.empty() || ec != std::errc() || ptr != end) {
-        fail("invalid Priority " + Quote(value) + " (expected an integer)");
+        fail("invalid Priority " + Quoted(value) + " (expected an integer)");
       }
       info.priority = priority;
     }

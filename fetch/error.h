@@ -4,10 +4,36 @@
 // being processed (store path, substituter, file) and the cause, so it can go to a log line as is.
 #pragma once
 
+#include <cstddef>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace nls {
+
+// `text` in single quotes for an error message: bytes outside printable ASCII (and '\\') are
+// escaped as \xNN, and text longer than `max_chars` is cut with its full length noted. Input may
+// be hostile (a fetched narinfo), so messages stay one printable line of bounded size.
+inline std::string Quoted(std::string_view text, size_t max_chars = 200) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out = "'";
+  const std::string_view shown = text.substr(0, max_chars);
+  for (char ch : shown) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out.push_back(ch);
+    } else {
+      out += "\\x";
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 0xf]);
+    }
+  }
+  out += "'";
+  if (shown.size() < text.size()) {
+    out += "... (" + std::to_string(text.size()) + " bytes)";
+  }
+  return out;
+}
 
 // Base of all errors thrown by this project.
 class Error : public std::runtime_error {

@@ -14,14 +14,6 @@ namespace {
 
 constexpr std::string_view kHexDigits = "0123456789abcdef";
 
-// The input quoted for an error message, shortened when it is long (it may be hostile).
-std::string Quote(std::string_view text) {
-  constexpr size_t kMax = 120;
-  if (text.size() <= kMax) return "'" + std::string(text) + "'";
-  return "'" + std::string(text.substr(0, kMax)) + "...' (" + std::to_string(text.size()) +
-         " chars)";
-}
-
 int HexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -30,7 +22,7 @@ int HexValue(char c) {
 }
 
 [[noreturn]] void Fail(std::string_view text, std::string_view reason) {
-  throw FormatError("invalid hash " + Quote(text) + ": " + std::string(reason));
+  throw FormatError("invalid hash " + Quoted(text, 120) + ": " + std::string(reason));
 }
 
 Hash ParseBase64(std::string_view full, std::string_view b64) {

@@ -9,13 +9,6 @@ namespace nls {
 
 namespace {
 
-std::string Quote(std::string_view text) {
-  constexpr size_t kMax = 200;
-  if (text.size() <= kMax) return "'" + std::string(text) + "'";
-  return "'" + std::string(text.substr(0, kMax)) + "...' (" + std::to_string(text.size()) +
-         " chars)";
-}
-
 // Strict unsigned decimal: digits only (no sign, no spaces), no overflow.
 std::optional<uint64_t> ParseU64(std::string_view s) {
   if (s.empty()) return std::nullopt;
@@ -65,13 +58,13 @@ NarInfo NarInfo::Parse(std::string_view text, std::string_view origin,
     pos = eol + 1;
 
     const size_t colon = line.find(':');
-    if (colon == std::string_view::npos) fail("no ':' in line " + Quote(line));
-    if (colon == 0) fail("empty key in line " + Quote(line));
+    if (colon == std::string_view::npos) fail("no ':' in line " + Quoted(line));
+    if (colon == 0) fail("empty key in line " + Quoted(line));
     const std::string_view key = line.substr(0, colon);
     std::string_view value;
     if (colon + 1 < line.size()) {
       // Nix writes "Key: value" and reads the value from two characters after the colon.
-      if (line[colon + 1] != ' ') fail("no space after ':' in line " + Quote(line));
+      if (line[colon + 1] != ' ') fail("no space after ':' in line " + Quoted(line));
       value = line.substr(colon + 2);
     }  // else "Key:" at the end of the line: an empty value (tolerated; Nix writes "Key: ").
 
@@ -102,7 +95,7 @@ NarInfo NarInfo::Parse(std::string_view text, std::string_view origin,
     } else if (key == "FileSize") {
       if (info.file_size) fail("duplicate FileSize");
       info.file_size = ParseU64(value);
-      if (!info.file_size) fail("invalid FileSize " + Quote(value));
+      if (!info.file_size) fail("invalid FileSize " + Quoted(value));
     } else if (key == "NarHash") {
       if (have_nar_hash) fail("duplicate NarHash");
       info.nar_hash = sub([&] { return Hash::Parse(value); });
@@ -110,7 +103,7 @@ NarInfo NarInfo::Parse(std::string_view text, std::string_view origin,
     } else if (key == "NarSize") {
       if (have_nar_size) fail("duplicate NarSize");
       auto n = ParseU64(value);
-      if (!n) fail("invalid NarSize " + Quote(value));
+      if (!n) fail("invalid NarSize " + Quoted(value));
       if (*n == 0) fail("NarSize is 0");
       info.nar_size = *n;
       have_nar_size = true;
@@ -140,7 +133,7 @@ NarInfo NarInfo::Parse(std::string_view text, std::string_view origin,
     } else if (key == "CA") {
       if (info.ca) fail("CA appears more than once");
       if (!value.starts_with("text:") && !value.starts_with("fixed:")) {
-        fail("invalid CA " + Quote(value) + " (expected 'text:...' or 'fixed:...')");
+        fail("invalid CA " + Quoted(value) + " (expected 'text:...' or 'fixed:...')");
       }
       info.ca = std::string(value);
     }
@@ -157,8 +150,7 @@ NarInfo NarInfo::Parse(std::string_view text, std::string_view origin,
   if (info.compression.empty()) info.compression = "bzip2";
   if (expected_hash_part && info.store_path.hash_part() != *expected_hash_part) {
     throw FormatError(end_of + "StorePath " + info.store_path.FullPath(store_dir) +
-                      " does not have the requested hash part '" +
-                      std::string(*expected_hash_part) + "'");
+                      " does not have the requested hash part " + Quoted(*expected_hash_part));
   }
   return info;
 }
@@ -167,7 +159,7 @@ std::string NarInfo::ToString(std::string_view store_dir) const {
   auto check = [&](std::string_view field, std::string_view value, bool may_be_empty) {
     if ((!may_be_empty && value.empty()) || value.find('\n') != std::string_view::npos) {
       throw FormatError("cannot write narinfo for " + store_path.FullPath(store_dir) + ": " +
-                        std::string(field) + " " + Quote(value) +
+                        std::string(field) + " " + Quoted(value) +
                         (value.empty() ? " is empty" : " contains a newline"));
     }
   };

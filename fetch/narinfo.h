@@ -38,6 +38,8 @@ struct NarInfo {
 
   // "1;<full path>;sha256:<nix32>;<NarSize>;<comma-joined sorted full reference paths>"
   std::string Fingerprint(std::string_view store_dir = kDefaultStoreDir) const;
+
+  bool operator==(const NarInfo&) const = default;
 };
 
 }  // namespace nls

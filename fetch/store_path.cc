@@ -37,13 +37,6 @@ const char* CheckBaseName(std::string_view base_name) {
   return nullptr;
 }
 
-std::string Quote(std::string_view text) {
-  constexpr size_t kMax = 300;
-  if (text.size() <= kMax) return "'" + std::string(text) + "'";
-  return "'" + std::string(text.substr(0, kMax)) + "...' (" + std::to_string(text.size()) +
-         " chars)";
-}
-
 }  // namespace
 
 bool StorePath::IsValidHashPart(std::string_view hash_part) {
@@ -61,7 +54,7 @@ std::optional<StorePath> StorePath::TryFromBaseName(std::string_view base_name) 
 
 StorePath StorePath::FromBaseName(std::string_view base_name) {
   if (const char* reason = CheckBaseName(base_name)) {
-    throw FormatError("invalid store path base name " + Quote(base_name) + ": " + reason);
+    throw FormatError("invalid store path base name " + Quoted(base_name, 300) + ": " + reason);
   }
   return StorePath(std::string(base_name));
 }
@@ -69,12 +62,12 @@ StorePath StorePath::FromBaseName(std::string_view base_name) {
 StorePath StorePath::FromFullPath(std::string_view full_path, std::string_view store_dir) {
   if (full_path.size() <= store_dir.size() || !full_path.starts_with(store_dir) ||
       full_path[store_dir.size()] != '/') {
-    throw FormatError("store path " + Quote(full_path) + " is not in the store directory '" +
+    throw FormatError("store path " + Quoted(full_path, 300) + " is not in the store directory '" +
                       std::string(store_dir) + "'");
   }
   const std::string_view base = full_path.substr(store_dir.size() + 1);
   if (const char* reason = CheckBaseName(base)) {
-    throw FormatError("invalid store path " + Quote(full_path) + ": " + reason);
+    throw FormatError("invalid store path " + Quoted(full_path, 300) + ": " + reason);
   }
   return StorePath(std::string(base));
 }
