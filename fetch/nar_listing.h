@@ -3,6 +3,8 @@
 //   {"type":"directory","entries":{NAME:NODE,...}} |
 //   {"type":"regular","size":N,"executable":bool,"narOffset":N} |
 //   {"type":"symlink","target":"..."}
+// A missing "executable" means false; "narOffset" is optional (offset of the contents in the
+// uncompressed NAR). Unknown keys are ignored, as Nix does.
 #pragma once
 
 #include <cstdint>
@@ -19,19 +21,23 @@ namespace nls {
 struct ListingNode {
   enum class Type { kDirectory, kRegular, kSymlink };
   Type type = Type::kDirectory;
-  uint64_t size = 0;                // regular
-  bool executable = false;          // regular
+  uint64_t size = 0;                   // regular
+  bool executable = false;             // regular
   std::optional<uint64_t> nar_offset;  // regular; offset of the contents in the uncompressed NAR
-  std::string target;               // symlink
+  std::string target;                  // symlink
   std::map<std::string, ListingNode> entries;  // directory, sorted by byte order
 
   bool operator==(const ListingNode&) const = default;
 };
 
-// Parses a listing (nlohmann_json). Throws FormatError with the reason.
+// Parses a listing (nlohmann_json). Throws FormatError naming `origin`, the JSON path of the
+// offending node and the reason: invalid JSON, version != 1, wrong types, missing fields, entry
+// names that are empty, ".", "..", or contain '/' or NUL, symlink targets empty or with NUL.
 ListingNode ParseListing(std::string_view json, std::string_view origin);
 
-// Writes the listing as Nix does.
+// Writes the listing as Nix does: {"version":1,"root":...} with keys in Nix's order, "executable"
+// only when true, "narOffset" only when known. Names that are not valid UTF-8 cannot be
+// represented in JSON text: their invalid bytes are replaced by U+FFFD.
 std::string ListingToJson(const ListingNode& root);
 
 // A NarSink that builds the listing of the NAR it is fed (narOffset included), so a listing can

@@ -1,0 +1,229 @@
+#include "fetch/decompressor.h"
+
+#include <bzlib.h>
+#include <lzma.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "fetch/error.h"
+
+namespace nls {
+namespace {
+
+constexpr size_t kOutBufSize = 256 * 1024;
+
+class NoneDecompressor : public Decompressor {
+ public:
+  void Feed(std::string_view input, const Output& out) override {
+    if (!input.empty()) out(input);
+  }
+  void Finish(const Output&) override {}
+};
+
+class ZstdDecompressor : public Decompressor {
+ public:
+  ZstdDecompressor() : ctx_(ZSTD_createDCtx()), buf_(kOutBufSize) {
+    if (!ctx_) throw Error("zstd: cannot allocate a decompression context");
+  }
+  ~ZstdDecompressor() override { ZSTD_freeDCtx(ctx_); }
+  ZstdDecompressor(const ZstdDecompressor&) = delete;
+  ZstdDecompressor& operator=(const ZstdDecompressor&) = delete;
+
+  void Feed(std::string_view input, const Output& out) override {
+    ZSTD_inBuffer in{input.data(), input.size(), 0};
+    while (true) {
+      ZSTD_outBuffer o{buf_.data(), buf_.size(), 0};
+      size_t ret = ZSTD_decompressStream(ctx_, &o, &in);
+      if (ZSTD_isError(ret)) {
+        throw FormatError(std::string("corrupt zstd stream: ") + ZSTD_getErrorName(ret) +
+                          " (compressed byte offset about " + std::to_string(consumed_ + in.pos) +
+                          ")");
+      }
+      last_ret_ = ret;
+      if (o.pos > 0) out(std::string_view(buf_.data(), o.pos));
+      // Done with this input when it is consumed and the output buffer was not filled (a full
+      // buffer may mean more output is pending inside the decoder).
+      if (in.pos == in.size && o.pos < o.size) break;
+    }
+    consumed_ += input.size();
+  }
+
+  void Finish(const Output& out) override {
+    Feed({}, out);
+    if (consumed_ == 0) throw FormatError("truncated zstd stream: no data");
+    if (last_ret_ != 0) {
+      throw FormatError("truncated zstd stream: input ended inside a frame after " +
+                        std::to_string(consumed_) + " bytes");
+    }
+  }
+
+ private:
+  ZSTD_DCtx* ctx_;
+  std::vector<char> buf_;
+  size_t last_ret_ = 1;
+  uint64_t consumed_ = 0;
+};
+
+class XzDecompressor : public Decompressor {
+ public:
+  XzDecompressor() : buf_(kOutBufSize) {
+    lzma_ret r = lzma_stream_decoder(&strm_, kXzMemoryLimit, LZMA_CONCATENATED);
+    if (r != LZMA_OK)
+      throw Error("xz: cannot initialise the decoder (error " + std::to_string(r) + ")");
+  }
+  ~XzDecompressor() override { lzma_end(&strm_); }
+  XzDecompressor(const XzDecompressor&) = delete;
+  XzDecompressor& operator=(const XzDecompressor&) = delete;
+
+  void Feed(std::string_view input, const Output& out) override { Run(input, LZMA_RUN, out); }
+
+  void Finish(const Output& out) override {
+    if (!Run({}, LZMA_FINISH, out)) {
+      throw FormatError("truncated xz stream: input ended after " + std::to_string(strm_.total_in) +
+                        " bytes");
+    }
+  }
+
+ private:
+  // Returns true once the decoder reported the end of the (concatenated) stream.
+  bool Run(std::string_view input, lzma_action action, const Output& out) {
+    if (ended_) {
+      if (!input.empty()) throw FormatError("xz: trailing data after the end of the stream");
+      return true;
+    }
+    strm_.next_in = reinterpret_cast<const uint8_t*>(input.data());
+    strm_.avail_in = input.size();
+    while (true) {
+      strm_.next_out = reinterpret_cast<uint8_t*>(buf_.data());
+      strm_.avail_out = buf_.size();
+      lzma_ret r = lzma_code(&strm_, action);
+      size_t produced = buf_.size() - strm_.avail_out;
+      if (produced > 0) out(std::string_view(buf_.data(), produced));
+      if (r == LZMA_STREAM_END) {
+        ended_ = true;
+        return true;
+      }
+      if (r == LZMA_BUF_ERROR && action == LZMA_FINISH) return false;
+      if (r != LZMA_OK) throw FormatError(Describe(r));
+      if (action == LZMA_RUN && strm_.avail_in == 0 && strm_.avail_out != 0) return false;
+    }
+  }
+
+  std::string Describe(lzma_ret r) const {
+    std::string where = " (compressed byte offset about " + std::to_string(strm_.total_in) + ")";
+    switch (r) {
+      case LZMA_FORMAT_ERROR:
+        return "corrupt xz stream: not in xz format" + where;
+      case LZMA_DATA_ERROR:
+        return "corrupt xz stream: data error" + where;
+      case LZMA_OPTIONS_ERROR:
+        return "corrupt xz stream: unsupported options" + where;
+      case LZMA_MEMLIMIT_ERROR:
+        return "xz stream needs more than 1 GiB of memory" + where;
+      case LZMA_MEM_ERROR:
+        return "xz: out of memory" + where;
+      default:
+        return "corrupt xz stream: error " + std::to_string(r) + where;
+    }
+  }
+
+  lzma_stream strm_ = LZMA_STREAM_INIT;
+  std::vector<char> buf_;
+  bool ended_ = false;
+};
+
+class Bzip2Decompressor : public Decompressor {
+ public:
+  Bzip2Decompressor() : buf_(kOutBufSize) {}
+  ~Bzip2Decompressor() override {
+    if (active_) BZ2_bzDecompressEnd(&strm_);
+  }
+  Bzip2Decompressor(const Bzip2Decompressor&) = delete;
+  Bzip2Decompressor& operator=(const Bzip2Decompressor&) = delete;
+
+  void Feed(std::string_view input, const Output& out) override {
+    size_t pos = 0;
+    while (pos < input.size()) {
+      if (!active_) {
+        int r = BZ2_bzDecompressInit(&strm_, 0, 0);
+        if (r != BZ_OK)
+          throw Error("bzip2: cannot initialise the decoder (error " + std::to_string(r) + ")");
+        active_ = true;
+        in_stream_ = true;
+      }
+      strm_.next_in = const_cast<char*>(input.data() + pos);
+      strm_.avail_in = static_cast<unsigned>(std::min<size_t>(input.size() - pos, 1u << 30));
+      size_t before = strm_.avail_in;
+      strm_.next_out = buf_.data();
+      strm_.avail_out = static_cast<unsigned>(buf_.size());
+      int r = BZ2_bzDecompress(&strm_);
+      pos += before - strm_.avail_in;
+      consumed_ += before - strm_.avail_in;
+      size_t produced = buf_.size() - strm_.avail_out;
+      if (produced > 0) out(std::string_view(buf_.data(), produced));
+      if (r == BZ_STREAM_END) {
+        // Another stream may follow (like `bzip2 -d`): start afresh on the remaining input.
+        BZ2_bzDecompressEnd(&strm_);
+        active_ = false;
+        in_stream_ = false;
+        streams_++;
+        continue;
+      }
+      if (r != BZ_OK) {
+        throw FormatError("corrupt bzip2 stream (error " + std::to_string(r) +
+                          ", compressed byte offset about " + std::to_string(consumed_) + ")");
+      }
+    }
+    // Drain output still held by the decoder (avail_in == 0 but a full output buffer).
+    while (active_ && strm_.avail_out == 0) {
+      strm_.next_out = buf_.data();
+      strm_.avail_out = static_cast<unsigned>(buf_.size());
+      int r = BZ2_bzDecompress(&strm_);
+      size_t produced = buf_.size() - strm_.avail_out;
+      if (produced > 0) out(std::string_view(buf_.data(), produced));
+      if (r == BZ_STREAM_END) {
+        BZ2_bzDecompressEnd(&strm_);
+        active_ = false;
+        in_stream_ = false;
+        streams_++;
+        break;
+      }
+      if (r != BZ_OK) {
+        throw FormatError("corrupt bzip2 stream (error " + std::to_string(r) +
+                          ", compressed byte offset about " + std::to_string(consumed_) + ")");
+      }
+    }
+  }
+
+  void Finish(const Output& out) override {
+    Feed({}, out);
+    if (in_stream_ || streams_ == 0) {
+      throw FormatError("truncated bzip2 stream: input ended after " + std::to_string(consumed_) +
+                        " bytes");
+    }
+  }
+
+ private:
+  bz_stream strm_{};
+  std::vector<char> buf_;
+  bool active_ = false;
+  bool in_stream_ = false;
+  int streams_ = 0;
+  uint64_t consumed_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Decompressor> Decompressor::Create(std::string_view method) {
+  if (method == "none") return std::make_unique<NoneDecompressor>();
+  if (method == "zstd") return std::make_unique<ZstdDecompressor>();
+  if (method == "xz") return std::make_unique<XzDecompressor>();
+  if (method == "bzip2") return std::make_unique<Bzip2Decompressor>();
+  throw FormatError("unsupported compression method '" + std::string(method) +
+                    "' (supported: none, zstd, xz, bzip2)");
+}
+
+}  // namespace nls
