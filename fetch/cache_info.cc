@@ -53,6 +53,7 @@ CacheInfo CacheInfo::Parse(std::string_view text, std::string_view origin) {
         fail("invalid WantMassQuery " + Quoted(value) + " (expected 0 or 1)");
       }
     } else if (key == "Priority") {
+      if (value.empty()) fail("invalid Priority '' (expected an integer)");
       int priority = 0;
       const char* end = value.data() + value.size();
       auto [ptr, ec] = std::from_chars(value.data(), end, priority);
