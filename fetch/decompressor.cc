@@ -18,7 +18,11 @@ constexpr size_t kOutBufSize = 256 * 1024;
 class NoneDecompressor : public Decompressor {
  public:
   void Feed(std::string_view input, const Output& out) override {
-    if (!input.empty()) out(input);
+    while (!input.empty()) {
+      size_t n = std::min(input.size(), kOutBufSize);
+      out(input.substr(0, n));
+      input.remove_prefix(n);
+    }
   }
   void Finish(const Output&) override {}
 };
@@ -33,6 +37,8 @@ class ZstdDecompressor : public Decompressor {
   ZstdDecompressor& operator=(const ZstdDecompressor&) = delete;
 
   void Feed(std::string_view input, const Output& out) override {
+    // Feed() leaves no output pending in the decoder (see the loop), so empty input is a no-op.
+    if (input.empty()) return;
     ZSTD_inBuffer in{input.data(), input.size(), 0};
     while (true) {
       ZSTD_outBuffer o{buf_.data(), buf_.size(), 0};
@@ -51,8 +57,7 @@ class ZstdDecompressor : public Decompressor {
     consumed_ += input.size();
   }
 
-  void Finish(const Output& out) override {
-    Feed({}, out);
+  void Finish(const Output&) override {
     if (consumed_ == 0) throw FormatError("truncated zstd stream: no data");
     if (last_ret_ != 0) {
       throw FormatError("truncated zstd stream: input ended inside a frame after " +
