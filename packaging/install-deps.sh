@@ -6,7 +6,7 @@ PKGS=(
   build-essential cmake ninja-build pkg-config git clang libclang-rt-14-dev clang-format
   libfuse3-dev fuse3 libcurl4-openssl-dev libzstd-dev zstd liblzma-dev xz-utils libbz2-dev bzip2
   libssl-dev nlohmann-json3-dev libxxhash-dev libgtest-dev libgmock-dev
-  nix-bin nginx-light squid curl python3 util-linux procps psmisc attr patchelf
+  nix-bin nginx-light squid curl openssl python3 util-linux procps psmisc attr patchelf
 )
 missing=()
 for p in "${PKGS[@]}"; do
