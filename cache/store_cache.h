@@ -20,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cache/chunker.h"
 #include "cache/path_meta.h"
 #include "fetch/nar_sink.h"
 #include "fetch/narinfo.h"
@@ -29,24 +30,31 @@ namespace nls {
 
 struct CacheOptions {
   std::string dir = "/var/cache/nix-lazy-store";
-  uint64_t max_bytes = 0;        // disk usage budget as du counts it; 0 = unlimited
-  uint64_t min_free_bytes = 0;   // keep at least this much free on the cache's file system
-  double high_watermark = 0.95;  // eviction starts above high * max_bytes ...
-  double low_watermark = 0.80;   // ... and goes down to low * max_bytes
-  bool verify_always = false;    // re-hash every chunk on every read, not only on first read
-  std::vector<std::string> pins; // store path base names pinned with their closure
+  uint64_t max_bytes = 0;         // disk usage budget as du counts it; 0 = unlimited
+  uint64_t min_free_bytes = 0;    // keep at least this much free on the cache's file system
+  double high_watermark = 0.95;   // eviction starts above high * max_bytes ...
+  double low_watermark = 0.80;    // ... and goes down to low * max_bytes
+  bool verify_always = false;     // re-hash every chunk on every read, not only on first read
+  std::vector<std::string> pins;  // store path base names pinned with their closure
+  // Durability (docs/cache.md "Crash safety"): before a path's metadata is committed its new
+  // chunks are fdatasync'd (or, for many chunks, the file system is syncfs'd), the metadata file
+  // is fsync'd before its rename and the directory after it. false skips all of it: still
+  // consistent after a process crash (SIGKILL), not after a power loss. Tests only.
+  bool sync = true;
+  size_t max_open_chunks = 4096;  // bound of the cache of open chunk file descriptors
+  ChunkerParams chunking = ChunkerParams::Default();
 };
 
 struct CacheStats {
-  uint64_t bytes_used = 0;       // disk usage (du) of chunks + metadata
+  uint64_t bytes_used = 0;  // disk usage (du) of chunks + metadata
   uint64_t paths = 0;
   uint64_t chunks = 0;
-  uint64_t logical_bytes = 0;    // sum of file sizes over all cached paths
-  uint64_t unique_bytes = 0;     // sum of distinct chunk sizes
+  uint64_t logical_bytes = 0;  // sum of file sizes over all cached paths
+  uint64_t unique_bytes = 0;   // sum of distinct chunk sizes
   uint64_t hits = 0;
   uint64_t misses = 0;
   uint64_t evictions = 0;
-  uint64_t refetches = 0;        // paths dropped because a chunk failed verification
+  uint64_t refetches = 0;  // paths dropped because a chunk failed verification
   double dedup_ratio() const { return unique_bytes ? double(logical_bytes) / unique_bytes : 1.0; }
 };
 
@@ -59,6 +67,10 @@ struct CachedPath {
   std::shared_ptr<const PathMeta> meta;
   std::atomic<int64_t> open_files{0};  // the file system counts open handles here
 };
+
+// Log lines (warnings: over-budget paths, dropped corrupt paths, crash recovery) go here; the
+// default writes them to stderr. Not called under the cache's locks.
+void SetCacheLogger(std::function<void(std::string_view)> logger);
 
 // Receives a NAR's events, writing chunks as data arrives. Nothing is visible until Commit().
 // Destroying an uncommitted writer discards its work.
@@ -98,6 +110,9 @@ class StoreCache {
   virtual void SetEvictionListener(std::function<void(const CachedPath&)> listener) = 0;
 
   virtual CacheStats Stats() = 0;
+
+  // Disk usage as the budget counts it (same as Stats().bytes_used, cheaper).
+  virtual uint64_t BytesUsed() = 0;
 };
 
 // Re-hashes every chunk and checks every metadata file of the cache at options.dir, dropping

@@ -1,0 +1,1176 @@
+// The chunk cache. On-disk layout, fsync policy and recovery: docs/cache.md.
+#include "cache/store_cache.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <deque>
+#include <iostream>
+#include <mutex>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "fetch/error.h"
+
+namespace nls {
+
+namespace {
+
+constexpr char kPathMagic[8] = {'N', 'L', 'S', 'P', 'A', 'T', 'H', '1'};
+constexpr uint32_t kPathVersion = 1;
+constexpr size_t kPathHeader = 8 + 4 + 4 + 8;             // magic, version, narinfo length, id
+constexpr size_t kIdRecord = StorePath::kHashLength + 1;  // "<hash part>\n"
+constexpr size_t kSyncEachChunkLimit = 64;  // more new chunks than this: one syncfs instead
+constexpr int64_t kTouchIntervalSec = 60;   // LRU persistence granularity (meta file mtime)
+
+std::mutex g_logger_mu;
+std::function<void(std::string_view)> g_logger;
+
+void Log(const std::string& line) {
+  std::function<void(std::string_view)> logger;
+  {
+    std::lock_guard lock(g_logger_mu);
+    logger = g_logger;
+  }
+  if (logger) {
+    logger(line);
+  } else {
+    std::cerr << "nix-lazy-store: cache: " << line << std::endl;
+  }
+}
+
+std::string Errno(int err) { return std::strerror(err); }
+
+[[noreturn]] void ThrowSys(const std::string& what, int err = errno) {
+  throw Error(what + ": " + Errno(err));
+}
+
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(UniqueFd&& o) noexcept : fd_(o.release()) {}
+  UniqueFd& operator=(UniqueFd&& o) noexcept {
+    if (this != &o) {
+      reset();
+      fd_ = o.release();
+    }
+    return *this;
+  }
+  ~UniqueFd() { reset(); }
+  int get() const { return fd_; }
+  int release() {
+    int f = fd_;
+    fd_ = -1;
+    return f;
+  }
+  void reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+void WriteAll(int fd, std::string_view data, const std::string& what) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      ThrowSys("writing " + what);
+    }
+    data.remove_prefix(size_t(n));
+  }
+}
+
+// Reads the whole file; nullopt if it does not exist.
+std::optional<std::string> ReadFile(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) {
+    if (errno == ENOENT) return std::nullopt;
+    ThrowSys("opening " + path);
+  }
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) ThrowSys("stat " + path);
+  std::string data(size_t(st.st_size), '\0');
+  size_t got = 0;
+  while (got < data.size()) {
+    ssize_t n = ::pread(fd.get(), data.data() + got, data.size() - got, off_t(got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) ThrowSys("reading " + path);
+    if (n == 0) break;
+    got += size_t(n);
+  }
+  data.resize(got);
+  return data;
+}
+
+void FsyncPath(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0 || ::fsync(fd.get()) != 0) ThrowSys("fsync " + path);
+}
+
+uint64_t DiskBytes(const struct stat& st) { return uint64_t(st.st_blocks) * 512; }
+
+std::vector<std::string> ListDir(const std::string& path) {
+  std::vector<std::string> names;
+  DIR* d = ::opendir(path.c_str());
+  if (!d) {
+    if (errno == ENOENT) return names;
+    ThrowSys("listing " + path);
+  }
+  while (struct dirent* e = ::readdir(d)) {
+    std::string_view n = e->d_name;
+    if (n == "." || n == "..") continue;
+    names.emplace_back(n);
+  }
+  ::closedir(d);
+  return names;
+}
+
+void PutLe(std::string& out, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) out.push_back(char(v >> (8 * i)));
+}
+uint64_t GetLe(const char* p, int bytes) {
+  uint64_t v = 0;
+  for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | uint8_t(p[i]);
+  return v;
+}
+
+// A metadata file: header, narinfo text, PathMeta::Serialize(), XXH3-64 of all before.
+std::string EncodePathFile(uint64_t id, const NarInfo& info, const PathMeta& meta) {
+  std::string narinfo = info.ToString();
+  std::string out(kPathMagic, 8);
+  PutLe(out, kPathVersion, 4);
+  PutLe(out, narinfo.size(), 4);
+  PutLe(out, id, 8);
+  out += narinfo;
+  out += meta.Serialize();
+  PutLe(out, XXH3_64bits(out.data(), out.size()), 8);
+  return out;
+}
+
+struct DecodedPath {
+  uint64_t id;
+  NarInfo info;
+  std::shared_ptr<const PathMeta> meta;
+};
+
+DecodedPath DecodePathFile(std::string_view data, std::string_view hash_part,
+                           const std::string& origin) {
+  auto bad = [&](const std::string& why) { return FormatError(origin + ": " + why); };
+  if (data.size() < kPathHeader + 8) throw bad("truncated");
+  if (std::memcmp(data.data(), kPathMagic, 8) != 0) throw bad("bad magic");
+  if (GetLe(data.data() + 8, 4) != kPathVersion) throw bad("unsupported version");
+  if (XXH3_64bits(data.data(), data.size() - 8) != GetLe(data.data() + data.size() - 8, 8))
+    throw bad("checksum mismatch");
+  uint64_t narinfo_len = GetLe(data.data() + 12, 4);
+  if (narinfo_len > data.size() - kPathHeader - 8) throw bad("bad narinfo length");
+  DecodedPath d{.id = GetLe(data.data() + 16, 8),
+                .info = NarInfo::Parse(data.substr(kPathHeader, narinfo_len), origin, hash_part),
+                .meta = nullptr};
+  try {
+    d.meta = PathMeta::Load(
+        data.substr(kPathHeader + narinfo_len, data.size() - kPathHeader - narinfo_len - 8));
+  } catch (const FormatError& e) {
+    throw bad(e.what());
+  }
+  return d;
+}
+
+struct OpenChunk {
+  UniqueFd fd;
+};
+
+}  // namespace
+
+void SetCacheLogger(std::function<void(std::string_view)> logger) {
+  std::lock_guard lock(g_logger_mu);
+  g_logger = std::move(logger);
+}
+
+class StoreCacheImpl;
+
+class PathWriterImpl : public PathWriter {
+ public:
+  PathWriterImpl(StoreCacheImpl& cache, const NarInfo& info) : cache_(cache), info_(info) {}
+  ~PathWriterImpl() override;
+
+  void CreateDirectory(std::string_view path) override { builder_.AddDirectory(path); }
+  void BeginRegular(std::string_view path, bool executable, uint64_t size, uint64_t) override {
+    if (in_file_) throw FormatError(Origin() + ": BeginRegular inside a file");
+    in_file_ = true;
+    file_path_ = std::string(path);
+    file_exec_ = executable;
+    file_size_ = size;
+    file_got_ = 0;
+    file_chunks_.clear();
+    buffer_.clear();
+  }
+  void RegularData(std::string_view data) override;
+  void EndRegular() override;
+  void CreateSymlink(std::string_view path, std::string_view target) override {
+    builder_.AddSymlink(path, target);
+  }
+  std::shared_ptr<CachedPath> Commit() override;
+
+ private:
+  friend class StoreCacheImpl;
+  std::string Origin() const { return "store path " + info_.store_path.base_name(); }
+  void EmitChunks(bool final);
+
+  StoreCacheImpl& cache_;
+  NarInfo info_;
+  PathMetaBuilder builder_;
+  bool in_file_ = false;
+  bool committed_ = false;
+  std::string file_path_;
+  bool file_exec_ = false;
+  uint64_t file_size_ = 0, file_got_ = 0;
+  std::vector<ChunkRef> file_chunks_;
+  std::string buffer_;
+  // Chunks this writer holds a reference on (each once); the path takes them over on Commit.
+  std::unordered_set<ChunkId, ChunkIdHash> held_;
+  std::vector<ChunkId> written_;  // chunk files this writer created (to sync before commit)
+};
+
+class StoreCacheImpl : public StoreCache {
+ public:
+  using Report = std::function<void(std::string_view)>;
+
+  // `fsck`: re-hash every chunk during recovery and report each problem to `report`.
+  StoreCacheImpl(const CacheOptions& options, bool fsck, Report report);
+  ~StoreCacheImpl() override;
+
+  std::shared_ptr<CachedPath> Find(std::string_view hash_part) override;
+  std::shared_ptr<CachedPath> FindById(uint64_t id) override;
+  uint64_t IdFor(const StorePath& path) override;
+  std::vector<StorePath> List() override;
+  std::unique_ptr<PathWriter> BeginWrite(const NarInfo& info) override {
+    return std::make_unique<PathWriterImpl>(*this, info);
+  }
+  size_t Read(const CachedPath& path, uint32_t node, uint64_t offset, std::span<char> out) override;
+  void Evict(std::optional<uint64_t> target_bytes) override;
+  void SetEvictionListener(std::function<void(const CachedPath&)> listener) override {
+    std::lock_guard lock(listener_mu_);
+    listener_ = std::move(listener);
+  }
+  CacheStats Stats() override;
+  uint64_t BytesUsed() override {
+    std::lock_guard lock(mu_);
+    return UsageLocked();
+  }
+
+  bool unrepaired() const { return unrepaired_; }
+
+ private:
+  friend class PathWriterImpl;
+
+  struct ChunkEntry {
+    uint32_t refs = 0;  // committed paths using it + writers holding it
+    uint32_t size = 0;
+    uint64_t disk = 0;     // st_blocks * 512 once written
+    bool written = false;  // the file exists under its final name
+    bool durable = false;  // written and synced (or found on disk at start-up)
+  };
+  struct PathEntry {
+    std::shared_ptr<CachedPath> cp;
+    uint64_t last_used = 0;
+    uint64_t meta_disk = 0;
+    int64_t touched_sec = 0;  // last time the meta file's mtime was set (LRU persistence)
+  };
+  struct Shard {
+    std::mutex mu;
+    std::unordered_map<ChunkId, std::shared_ptr<OpenChunk>, ChunkIdHash> open;
+    std::deque<ChunkId> order;  // FIFO of open fds, for the bound
+    std::unordered_set<ChunkId, ChunkIdHash> verified;
+  };
+  static constexpr size_t kShards = 16;
+
+  std::string ChunkDir(const ChunkId& id) const {
+    return dir_ + "/chunks/" + id.ToHex().substr(0, 2);
+  }
+  std::string ChunkPath(const ChunkId& id) const {
+    std::string hex = id.ToHex();
+    return dir_ + "/chunks/" + hex.substr(0, 2) + "/" + hex;
+  }
+  std::string MetaPath(std::string_view hash_part) const {
+    return dir_ + "/paths/" + std::string(hash_part);
+  }
+  std::string TmpName(std::string_view what) {
+    return dir_ + "/tmp/" + std::string(what) + "." + std::to_string(::getpid()) + "." +
+           std::to_string(tmp_counter_.fetch_add(1));
+  }
+  Shard& ShardOf(const ChunkId& id) { return shards_[id.bytes[15] % kShards]; }
+  uint64_t UsageLocked() const { return chunk_disk_ + meta_disk_ + fixed_disk_; }
+  void Problem(const std::string& what) {
+    ++problems_;
+    if (report_) {
+      report_(what);
+    } else {
+      Log(dir_ + ": " + what);
+    }
+  }
+
+  void TakeLock();
+  void LoadIds();
+  void Recover(bool fsck);
+
+  // Writer side.
+  void AcquireChunk(PathWriterImpl& w, const ChunkId& id, std::string_view data);
+  void ReleaseChunksLocked(const std::unordered_set<ChunkId, ChunkIdHash>& ids);
+  void DeleteChunkFileLocked(const ChunkId& id, ChunkEntry& e);
+  std::shared_ptr<CachedPath> CommitPath(PathWriterImpl& w);
+  void AbortWriter(PathWriterImpl& w);
+
+  // Removes a path from the index and disk; returns it. mu_ held.
+  std::shared_ptr<CachedPath> DropLocked(const std::string& hash_part);
+  std::unordered_set<std::string> PinnedLocked() const;
+  void EvictTo(uint64_t target, std::string_view exclude);
+  void MaybeEvict(std::string_view just_committed);
+
+  // Reader side.
+  std::shared_ptr<OpenChunk> GetChunkFd(const ChunkId& id, bool* verified);
+  void MarkVerified(const ChunkId& id);
+  void ForgetChunk(const ChunkId& id);
+  [[noreturn]] void Corrupt(const CachedPath& path, uint32_t node, const ChunkRef& chunk,
+                            const std::string& why);
+  std::string FilePath(const CachedPath& path, uint32_t node) const;
+
+  CacheOptions opt_;
+  std::string dir_;
+  Report report_;
+  UniqueFd lock_fd_;
+  UniqueFd dir_fd_;
+  std::atomic<uint64_t> tmp_counter_{0};
+  uint64_t problems_ = 0;
+  bool unrepaired_ = false;
+
+  std::mutex mu_;  // guards the index below
+  std::unordered_map<std::string, PathEntry> paths_;
+  std::unordered_map<ChunkId, ChunkEntry, ChunkIdHash> chunks_;
+  std::array<bool, 256> subdir_made_{};
+  uint64_t clock_ = 0;
+  uint64_t chunk_disk_ = 0, meta_disk_ = 0, fixed_disk_ = 0;
+  uint64_t unique_bytes_ = 0, logical_bytes_ = 0;
+
+  std::mutex ids_mu_;  // guards the id map and the ids file
+  UniqueFd ids_fd_;
+  std::unordered_map<std::string, uint64_t> ids_;
+  std::unordered_map<uint64_t, std::string> id_hashes_;
+  uint64_t id_records_ = 0;
+
+  std::array<Shard, kShards> shards_;
+
+  std::mutex listener_mu_;
+  std::function<void(const CachedPath&)> listener_;
+
+  std::atomic<uint64_t> hits_{0}, misses_{0}, evictions_{0}, refetches_{0};
+};
+
+// ---------------------------------------------------------------------------------------------
+// Opening and recovery.
+
+StoreCacheImpl::StoreCacheImpl(const CacheOptions& options, bool fsck, Report report)
+    : opt_(options), dir_(options.dir), report_(std::move(report)) {
+  if (dir_.empty()) throw ConfigError("cache directory: empty path");
+  while (dir_.size() > 1 && dir_.back() == '/') dir_.pop_back();
+  if (opt_.low_watermark > opt_.high_watermark || opt_.high_watermark <= 0 ||
+      opt_.high_watermark > 1 || opt_.low_watermark < 0)
+    throw ConfigError("cache " + dir_ + ": watermarks must satisfy 0 <= low <= high <= 1");
+  // mkdir -p
+  for (size_t pos = 1; pos <= dir_.size(); ++pos) {
+    if (pos == dir_.size() || dir_[pos] == '/') {
+      std::string sub = dir_.substr(0, pos);
+      if (::mkdir(sub.c_str(), 0755) != 0 && errno != EEXIST)
+        throw ConfigError("cannot create cache directory " + sub + ": " + Errno(errno));
+    }
+  }
+  TakeLock();
+  for (const char* sub : {"/tmp", "/chunks", "/paths"}) {
+    std::string p = dir_ + sub;
+    if (::mkdir(p.c_str(), 0755) != 0 && errno != EEXIST)
+      throw ConfigError("cannot create " + p + ": " + Errno(errno));
+  }
+  dir_fd_ = UniqueFd(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir_fd_.get() < 0) ThrowSys("opening " + dir_);
+  LoadIds();
+  Recover(fsck);
+}
+
+StoreCacheImpl::~StoreCacheImpl() = default;
+
+void StoreCacheImpl::TakeLock() {
+  std::string path = dir_ + "/lock";
+  lock_fd_ = UniqueFd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  if (lock_fd_.get() < 0) throw ConfigError("cannot open " + path + ": " + Errno(errno));
+  if (::flock(lock_fd_.get(), LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    if (err == EWOULDBLOCK) {
+      std::string pid = ReadFile(path).value_or("");
+      while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+      throw ConfigError("cache directory " + dir_ + " is in use by another process (pid " +
+                        (pid.empty() ? std::string("unknown") : pid) + " holds " + path +
+                        "); only one nix-lazy-store daemon or fsck may use a cache directory");
+    }
+    throw ConfigError("cannot lock " + path + ": " + Errno(err));
+  }
+  std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(lock_fd_.get(), 0) != 0 ||
+      ::pwrite(lock_fd_.get(), pid.data(), pid.size(), 0) != ssize_t(pid.size()))
+    throw ConfigError("cannot write pid into " + path + ": " + Errno(errno));
+}
+
+void StoreCacheImpl::LoadIds() {
+  std::string path = dir_ + "/ids";
+  ids_fd_ = UniqueFd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  if (ids_fd_.get() < 0) ThrowSys("opening " + path);
+  std::string data = ReadFile(path).value_or("");
+  size_t whole = data.size() / kIdRecord * kIdRecord;
+  if (whole != data.size()) {
+    // A torn append (crash mid-write): the id was never handed out durably. Drop the tail.
+    Problem("ids file " + path + ": removed a partial record at the end (" +
+            std::to_string(data.size() - whole) + " bytes)");
+    if (::ftruncate(ids_fd_.get(), off_t(whole)) != 0) ThrowSys("truncating " + path);
+  }
+  id_records_ = whole / kIdRecord;
+  for (uint64_t i = 0; i < id_records_; ++i) {
+    std::string_view rec = std::string_view(data).substr(i * kIdRecord, kIdRecord);
+    std::string_view hash = rec.substr(0, StorePath::kHashLength);
+    if (rec.back() != '\n' || !StorePath::IsValidHashPart(hash)) {
+      // The id stays reserved (never reused); the record is unusable.
+      Problem("ids file " + path + ": record " + std::to_string(i + 1) + " is damaged");
+      continue;
+    }
+    if (ids_.emplace(std::string(hash), i + 1).second) id_hashes_[i + 1] = std::string(hash);
+  }
+}
+
+void StoreCacheImpl::Recover(bool fsck) {
+  // 1. Temporaries: incomplete chunk or metadata files of writers that died.
+  uint64_t tmp_removed = 0;
+  for (const auto& name : ListDir(dir_ + "/tmp")) {
+    std::string p = dir_ + "/tmp/" + name;
+    if (::unlink(p.c_str()) != 0) {
+      Problem("cannot remove temporary " + p + ": " + Errno(errno));
+      unrepaired_ = true;
+    }
+    ++tmp_removed;
+  }
+  // 2. Chunk files on disk.
+  struct OnDisk {
+    uint64_t size, disk;
+    bool ok = true;
+  };
+  std::unordered_map<ChunkId, OnDisk, ChunkIdHash> on_disk;
+  for (const auto& sub : ListDir(dir_ + "/chunks")) {
+    std::string subdir = dir_ + "/chunks/" + sub;
+    auto prefix = ChunkId::FromHex(sub + std::string(30, '0'));
+    if (sub.size() != 2 || !prefix) {
+      Problem("unexpected entry " + subdir + " (left alone)");
+      continue;
+    }
+    subdir_made_[prefix->bytes[0]] = true;
+    for (const auto& name : ListDir(subdir)) {
+      std::string p = subdir + "/" + name;
+      auto id = ChunkId::FromHex(name);
+      struct stat st;
+      if (!id || name.substr(0, 2) != sub || ::lstat(p.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+        Problem("removing unexpected file " + p);
+        if (::unlink(p.c_str()) != 0) unrepaired_ = true;
+        continue;
+      }
+      OnDisk d{uint64_t(st.st_size), DiskBytes(st)};
+      if (fsck) {
+        auto data = ReadFile(p);
+        if (!data || ChunkId::Of(*data) != *id) {
+          Problem("chunk " + p + " is corrupt (contents do not match its XXH3-128 name); removed");
+          if (::unlink(p.c_str()) != 0) unrepaired_ = true;
+          continue;
+        }
+      }
+      on_disk.emplace(*id, d);
+    }
+  }
+  // 3. Metadata files: each must decode and reference only chunks present with the right size.
+  std::vector<std::pair<int64_t, std::string>> by_mtime;
+  for (const auto& name : ListDir(dir_ + "/paths")) {
+    std::string p = dir_ + "/paths/" + name;
+    auto drop = [&](const std::string& why) {
+      Problem("store path metadata " + p + ": " + why + "; path dropped");
+      if (::unlink(p.c_str()) != 0) unrepaired_ = true;
+    };
+    if (!StorePath::IsValidHashPart(name)) {
+      drop("not a hash part");
+      continue;
+    }
+    struct stat st;
+    if (::stat(p.c_str(), &st) != 0) continue;
+    DecodedPath d;
+    try {
+      d = DecodePathFile(ReadFile(p).value_or(""), name, p);
+    } catch (const Error& e) {
+      drop(e.what());
+      continue;
+    }
+    std::unordered_set<ChunkId, ChunkIdHash> distinct;
+    std::string missing;
+    for (const ChunkRef& c : d.meta->all_chunks()) {
+      auto it = on_disk.find(c.id);
+      if (it == on_disk.end()) {
+        missing = "chunk " + c.id.ToHex() + " is missing";
+        break;
+      }
+      if (it->second.size != c.size) {
+        missing = "chunk " + c.id.ToHex() + " has the wrong size";
+        break;
+      }
+      distinct.insert(c.id);
+    }
+    if (!missing.empty()) {
+      drop(missing);
+      continue;
+    }
+    {
+      std::lock_guard lock(ids_mu_);
+      auto it = ids_.find(name);
+      if (it == ids_.end() || it->second != d.id) {
+        // Ids are assigned (and made durable) before Commit, so this is damage: keep the path
+        // under the id the ids file has, or give it a new one.
+        Problem("store path metadata " + p + ": id " + std::to_string(d.id) +
+                " does not match the ids file");
+      }
+    }
+    for (const ChunkId& id : distinct) {
+      auto& e = chunks_[id];
+      if (e.refs++ == 0) {
+        e.size = uint32_t(on_disk[id].size);
+        e.disk = on_disk[id].disk;
+        e.written = true;
+        e.durable = true;
+        chunk_disk_ += e.disk;
+        unique_bytes_ += e.size;
+      }
+    }
+    auto cp = std::make_shared<CachedPath>(0, d.info.store_path, d.info, d.meta);
+    PathEntry entry{
+        .cp = cp, .last_used = 0, .meta_disk = DiskBytes(st), .touched_sec = int64_t(st.st_mtime)};
+    meta_disk_ += entry.meta_disk;
+    logical_bytes_ += cp->meta->content_bytes();
+    by_mtime.emplace_back(int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec, name);
+    paths_.emplace(name, std::move(entry));
+  }
+  for (auto& [name, entry] : paths_) entry.cp->id = IdFor(entry.cp->path);
+  std::sort(by_mtime.begin(), by_mtime.end());
+  for (const auto& [t, name] : by_mtime) paths_[name].last_used = ++clock_;
+  // 4. Orphan chunks: written by a writer that never committed, or left by an interrupted
+  //    eviction (metadata already gone).
+  uint64_t orphans = 0;
+  for (const auto& [id, d] : on_disk) {
+    if (chunks_.count(id)) continue;
+    std::string p = ChunkPath(id);
+    if (::unlink(p.c_str()) != 0) {
+      Problem("cannot remove orphan chunk " + p + ": " + Errno(errno));
+      unrepaired_ = true;
+    }
+    ++orphans;
+  }
+  if (fsck && (orphans || tmp_removed)) {
+    Problem("removed " + std::to_string(orphans) + " orphan chunks and " +
+            std::to_string(tmp_removed) + " temporary files (left by an interrupted write)");
+  }
+  if (!fsck && (orphans || tmp_removed)) {
+    Log("recovered " + dir_ + ": removed " + std::to_string(orphans) + " orphan chunks and " +
+        std::to_string(tmp_removed) + " temporary files");
+  }
+  // Fixed overhead the budget also counts: the directories, the lock and ids files.
+  fixed_disk_ = 0;
+  auto add = [&](const std::string& p) {
+    struct stat st;
+    if (::stat(p.c_str(), &st) == 0) fixed_disk_ += DiskBytes(st);
+  };
+  for (const char* p : {"", "/tmp", "/chunks", "/paths", "/lock", "/ids"}) add(dir_ + p);
+  for (int i = 0; i < 256; ++i) {
+    if (!subdir_made_[i]) continue;
+    ChunkId id;
+    id.bytes[0] = uint8_t(i);
+    add(ChunkDir(id));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ids.
+
+uint64_t StoreCacheImpl::IdFor(const StorePath& path) {
+  std::lock_guard lock(ids_mu_);
+  std::string hash(path.hash_part());
+  auto it = ids_.find(hash);
+  if (it != ids_.end()) return it->second;
+  std::string rec = hash + "\n";
+  off_t at = off_t(id_records_ * kIdRecord);
+  if (::pwrite(ids_fd_.get(), rec.data(), rec.size(), at) != ssize_t(rec.size()))
+    ThrowSys("appending to " + dir_ + "/ids for store path " + path.base_name());
+  // Durable before anyone uses it, so an id is never handed out twice.
+  if (opt_.sync && ::fdatasync(ids_fd_.get()) != 0) ThrowSys("fdatasync " + dir_ + "/ids");
+  uint64_t id = ++id_records_;
+  ids_.emplace(hash, id);
+  id_hashes_.emplace(id, hash);
+  return id;
+}
+
+std::shared_ptr<CachedPath> StoreCacheImpl::FindById(uint64_t id) {
+  std::string hash;
+  {
+    std::lock_guard lock(ids_mu_);
+    auto it = id_hashes_.find(id);
+    if (it == id_hashes_.end()) return nullptr;
+    hash = it->second;
+  }
+  std::lock_guard lock(mu_);
+  auto it = paths_.find(hash);
+  return it == paths_.end() ? nullptr : it->second.cp;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lookup.
+
+std::shared_ptr<CachedPath> StoreCacheImpl::Find(std::string_view hash_part) {
+  std::lock_guard lock(mu_);
+  auto it = paths_.find(std::string(hash_part));
+  if (it == paths_.end()) {
+    ++misses_;
+    return nullptr;
+  }
+  ++hits_;
+  PathEntry& e = it->second;
+  e.last_used = ++clock_;
+  // Persist recency lazily: the meta file's mtime orders paths after a restart.
+  int64_t now = int64_t(::time(nullptr));
+  if (now - e.touched_sec >= kTouchIntervalSec) {
+    e.touched_sec = now;
+    ::utimensat(AT_FDCWD, MetaPath(hash_part).c_str(), nullptr, 0);
+  }
+  return e.cp;
+}
+
+std::vector<StorePath> StoreCacheImpl::List() {
+  std::lock_guard lock(mu_);
+  std::vector<StorePath> out;
+  out.reserve(paths_.size());
+  for (const auto& [h, e] : paths_) out.push_back(e.cp->path);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+CacheStats StoreCacheImpl::Stats() {
+  std::lock_guard lock(mu_);
+  CacheStats s;
+  s.bytes_used = UsageLocked();
+  s.paths = paths_.size();
+  s.chunks = chunks_.size();
+  s.logical_bytes = logical_bytes_;
+  s.unique_bytes = unique_bytes_;
+  s.hits = hits_;
+  s.misses = misses_;
+  s.evictions = evictions_;
+  s.refetches = refetches_;
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing.
+
+void PathWriterImpl::RegularData(std::string_view data) {
+  if (!in_file_) throw FormatError(Origin() + ": file data outside a file");
+  file_got_ += data.size();
+  if (file_got_ > file_size_)
+    throw FormatError(Origin() + ": more data than announced for '" + file_path_ + "'");
+  buffer_.append(data);
+  EmitChunks(false);
+}
+
+void PathWriterImpl::EmitChunks(bool final) {
+  const ChunkerParams& p = cache_.opt_.chunking;
+  size_t pos = 0;
+  while (pos < buffer_.size() && (final || buffer_.size() - pos >= p.max)) {
+    size_t len =
+        FindCut(p, reinterpret_cast<const uint8_t*>(buffer_.data()) + pos, buffer_.size() - pos);
+    std::string_view piece(buffer_.data() + pos, len);
+    ChunkId id = ChunkId::Of(piece);
+    if (!held_.count(id)) {
+      cache_.AcquireChunk(*this, id, piece);
+      held_.insert(id);
+    }
+    file_chunks_.push_back(ChunkRef{id, uint32_t(len)});
+    pos += len;
+  }
+  buffer_.erase(0, pos);
+}
+
+void PathWriterImpl::EndRegular() {
+  if (!in_file_) throw FormatError(Origin() + ": EndRegular outside a file");
+  if (file_got_ != file_size_)
+    throw FormatError(Origin() + ": file '" + file_path_ + "' has " + std::to_string(file_got_) +
+                      " bytes, announced " + std::to_string(file_size_));
+  EmitChunks(true);
+  in_file_ = false;
+  builder_.AddRegular(file_path_, file_exec_, file_size_, std::move(file_chunks_));
+  file_chunks_.clear();
+}
+
+std::shared_ptr<CachedPath> PathWriterImpl::Commit() {
+  if (committed_) throw Error(Origin() + ": Commit called twice");
+  if (in_file_) throw FormatError(Origin() + ": Commit inside a file");
+  auto cp = cache_.CommitPath(*this);
+  committed_ = true;
+  return cp;
+}
+
+PathWriterImpl::~PathWriterImpl() {
+  if (!committed_) cache_.AbortWriter(*this);
+}
+
+void StoreCacheImpl::AcquireChunk(PathWriterImpl& w, const ChunkId& id, std::string_view data) {
+  bool write;
+  bool make_subdir;
+  {
+    std::lock_guard lock(mu_);
+    auto [it, inserted] = chunks_.try_emplace(id);
+    ChunkEntry& e = it->second;
+    if (inserted) {
+      e.size = uint32_t(data.size());
+      unique_bytes_ += e.size;
+    }
+    ++e.refs;
+    write = !e.written;  // also when another writer is still writing it: renames are idempotent
+    make_subdir = !subdir_made_[id.bytes[0]];
+  }
+  if (!write) return;
+  if (make_subdir) {
+    std::string sub = ChunkDir(id);
+    if (::mkdir(sub.c_str(), 0755) == 0) {
+      struct stat st;
+      std::lock_guard lock(mu_);
+      if (!subdir_made_[id.bytes[0]] && ::stat(sub.c_str(), &st) == 0) fixed_disk_ += DiskBytes(st);
+      subdir_made_[id.bytes[0]] = true;
+    } else if (errno != EEXIST) {
+      ThrowSys("creating " + sub);
+    }
+  }
+  std::string tmp = TmpName(id.ToHex());
+  std::string final_path = ChunkPath(id);
+  uint64_t disk;
+  {
+    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444));
+    if (fd.get() < 0) ThrowSys("creating " + tmp + " for " + w.Origin());
+    try {
+      WriteAll(fd.get(), data, tmp);
+    } catch (...) {
+      ::unlink(tmp.c_str());
+      throw;
+    }
+    struct stat st;
+    if (::fstat(fd.get(), &st) != 0) ThrowSys("stat " + tmp);
+    disk = DiskBytes(st);
+  }
+  std::lock_guard lock(mu_);
+  if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    ThrowSys("renaming " + tmp + " to " + final_path, err);
+  }
+  ChunkEntry& e = chunks_[id];  // exists: this writer holds a reference
+  if (!e.written) {
+    e.written = true;
+    e.disk = disk;
+    chunk_disk_ += disk;
+  }
+  w.written_.push_back(id);
+}
+
+void StoreCacheImpl::DeleteChunkFileLocked(const ChunkId& id, ChunkEntry& e) {
+  if (e.written) {
+    std::string p = ChunkPath(id);
+    if (::unlink(p.c_str()) != 0 && errno != ENOENT)
+      Log("cannot remove chunk " + p + ": " + Errno(errno) + " (collected at next start)");
+    chunk_disk_ -= e.disk;
+    e.written = false;
+    e.durable = false;
+    e.disk = 0;
+  }
+  ForgetChunk(id);
+}
+
+void StoreCacheImpl::ReleaseChunksLocked(const std::unordered_set<ChunkId, ChunkIdHash>& ids) {
+  for (const ChunkId& id : ids) {
+    auto it = chunks_.find(id);
+    if (it == chunks_.end()) continue;
+    if (--it->second.refs == 0) {
+      DeleteChunkFileLocked(id, it->second);
+      unique_bytes_ -= it->second.size;
+      chunks_.erase(it);
+    }
+  }
+}
+
+void StoreCacheImpl::AbortWriter(PathWriterImpl& w) {
+  std::lock_guard lock(mu_);
+  ReleaseChunksLocked(w.held_);
+  w.held_.clear();
+}
+
+std::shared_ptr<CachedPath> StoreCacheImpl::CommitPath(PathWriterImpl& w) {
+  auto meta = w.builder_.Build();
+  std::string hash(w.info_.store_path.hash_part());
+  uint64_t id = IdFor(w.info_.store_path);
+  // Data before metadata: every chunk this path references must be durable before the metadata
+  // file that references it can be (chunks this writer found already written were synced by the
+  // writer that created them, before its own commit, or are covered by the syncfs below).
+  auto check_written = [&] {
+    std::vector<ChunkId> not_durable;
+    std::lock_guard lock(mu_);
+    for (const ChunkId& c : w.held_) {
+      auto it = chunks_.find(c);
+      if (it == chunks_.end() || !it->second.written)
+        throw Error(w.Origin() + ": chunk " + c.ToHex() +
+                    " was not written (a concurrent writer failed or it was found corrupt); "
+                    "fetch the path again");
+      if (!it->second.durable) not_durable.push_back(c);
+    }
+    return not_durable;
+  };
+  std::vector<ChunkId> to_sync = check_written();
+  if (opt_.sync && !to_sync.empty()) {
+    if (to_sync.size() <= kSyncEachChunkLimit) {
+      std::unordered_set<std::string> dirs;
+      for (const ChunkId& c : to_sync) {
+        FsyncPath(ChunkPath(c));
+        dirs.insert(ChunkDir(c));
+      }
+      for (const auto& d : dirs) FsyncPath(d);
+    } else if (::syncfs(dir_fd_.get()) != 0) {
+      ThrowSys("syncfs " + dir_);
+    }
+    std::lock_guard lock(mu_);
+    for (const ChunkId& c : to_sync) {
+      auto it = chunks_.find(c);
+      if (it != chunks_.end() && it->second.written) it->second.durable = true;
+    }
+  }
+  std::string data = EncodePathFile(id, w.info_, *meta);
+  std::string tmp = TmpName(hash + ".meta");
+  uint64_t disk;
+  {
+    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444));
+    if (fd.get() < 0) ThrowSys("creating " + tmp + " for " + w.Origin());
+    try {
+      WriteAll(fd.get(), data, tmp);
+      if (opt_.sync && ::fsync(fd.get()) != 0) ThrowSys("fsync " + tmp);
+    } catch (...) {
+      ::unlink(tmp.c_str());
+      throw;
+    }
+    struct stat st;
+    if (::fstat(fd.get(), &st) != 0) ThrowSys("stat " + tmp);
+    disk = DiskBytes(st);
+  }
+  auto cp = std::make_shared<CachedPath>(id, w.info_.store_path, w.info_, meta);
+  std::shared_ptr<CachedPath> replaced;
+  {
+    std::lock_guard lock(mu_);
+    if (::rename(tmp.c_str(), MetaPath(hash).c_str()) != 0) {
+      int err = errno;
+      ::unlink(tmp.c_str());
+      ThrowSys("committing " + w.Origin() + " (rename to " + MetaPath(hash) + ")", err);
+    }
+    auto it = paths_.find(hash);
+    if (it != paths_.end()) {
+      // Re-fetched while cached (e.g. after a refetch raced): the new copy replaces the old one.
+      PathEntry old = std::move(it->second);
+      paths_.erase(it);
+      meta_disk_ -= old.meta_disk;
+      logical_bytes_ -= old.cp->meta->content_bytes();
+      std::unordered_set<ChunkId, ChunkIdHash> old_chunks;
+      for (const ChunkRef& c : old.cp->meta->all_chunks()) old_chunks.insert(c.id);
+      ReleaseChunksLocked(old_chunks);
+      replaced = old.cp;
+    }
+    PathEntry e{.cp = cp,
+                .last_used = ++clock_,
+                .meta_disk = disk,
+                .touched_sec = int64_t(::time(nullptr))};
+    meta_disk_ += disk;
+    logical_bytes_ += meta->content_bytes();
+    paths_.emplace(hash, std::move(e));
+    w.held_.clear();  // the references now belong to the path
+  }
+  if (opt_.sync) FsyncPath(dir_ + "/paths");
+  if (replaced) {
+    std::lock_guard lock(listener_mu_);
+    if (listener_) listener_(*replaced);
+  }
+  MaybeEvict(hash);
+  return cp;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Eviction.
+
+std::shared_ptr<CachedPath> StoreCacheImpl::DropLocked(const std::string& hash_part) {
+  auto it = paths_.find(hash_part);
+  if (it == paths_.end()) return nullptr;
+  PathEntry e = std::move(it->second);
+  paths_.erase(it);
+  // Metadata first: once it is gone the path is gone; chunks left behind by a crash between the
+  // two steps are orphans, collected at the next start.
+  std::string p = MetaPath(hash_part);
+  if (::unlink(p.c_str()) != 0 && errno != ENOENT) Log("cannot remove " + p + ": " + Errno(errno));
+  meta_disk_ -= e.meta_disk;
+  logical_bytes_ -= e.cp->meta->content_bytes();
+  std::unordered_set<ChunkId, ChunkIdHash> ids;
+  for (const ChunkRef& c : e.cp->meta->all_chunks()) ids.insert(c.id);
+  ReleaseChunksLocked(ids);
+  return e.cp;
+}
+
+std::unordered_set<std::string> StoreCacheImpl::PinnedLocked() const {
+  std::unordered_set<std::string> pinned;
+  std::vector<std::string> todo;
+  for (const auto& base : opt_.pins) {
+    if (base.size() >= StorePath::kHashLength)
+      todo.push_back(base.substr(0, StorePath::kHashLength));
+  }
+  while (!todo.empty()) {
+    std::string h = std::move(todo.back());
+    todo.pop_back();
+    if (!pinned.insert(h).second) continue;
+    auto it = paths_.find(h);
+    if (it == paths_.end()) continue;
+    for (const StorePath& r : it->second.cp->info.references) todo.emplace_back(r.hash_part());
+  }
+  return pinned;
+}
+
+void StoreCacheImpl::EvictTo(uint64_t target, std::string_view exclude) {
+  std::vector<std::shared_ptr<CachedPath>> evicted;
+  uint64_t usage_after;
+  {
+    std::lock_guard lock(mu_);
+    uint64_t avail = UINT64_MAX;
+    if (opt_.min_free_bytes) {
+      struct statvfs vfs;
+      if (::statvfs(dir_.c_str(), &vfs) == 0) avail = uint64_t(vfs.f_bavail) * vfs.f_frsize;
+    }
+    uint64_t freed = 0;
+    auto need = [&] {
+      return UsageLocked() > target || (avail != UINT64_MAX && avail + freed < opt_.min_free_bytes);
+    };
+    if (need()) {
+      auto pinned = PinnedLocked();
+      std::vector<std::pair<uint64_t, std::string>> candidates;
+      for (const auto& [h, e] : paths_) {
+        if (h == exclude || pinned.count(h) || e.cp.use_count() > 1 || e.cp->open_files > 0)
+          continue;
+        candidates.emplace_back(e.last_used, h);
+      }
+      std::sort(candidates.begin(), candidates.end());
+      for (const auto& [used, h] : candidates) {
+        if (!need()) break;
+        uint64_t before = UsageLocked();
+        auto cp = DropLocked(h);
+        freed += before - UsageLocked();
+        ++evictions_;
+        evicted.push_back(std::move(cp));
+      }
+    }
+    usage_after = UsageLocked();
+  }
+  if (opt_.max_bytes && usage_after > opt_.max_bytes) {
+    Log("cache " + dir_ + " is over its budget (" + std::to_string(usage_after) + " > " +
+        std::to_string(opt_.max_bytes) +
+        " bytes): the remaining paths are in use, pinned or just added" +
+        (exclude.empty() ? std::string() : " (store path " + std::string(exclude) + "...)"));
+  }
+  std::function<void(const CachedPath&)> listener;
+  {
+    std::lock_guard lock(listener_mu_);
+    listener = listener_;
+  }
+  if (listener)
+    for (const auto& cp : evicted) listener(*cp);
+}
+
+void StoreCacheImpl::MaybeEvict(std::string_view just_committed) {
+  bool over;
+  {
+    std::lock_guard lock(mu_);
+    over = opt_.max_bytes && UsageLocked() > uint64_t(opt_.high_watermark * double(opt_.max_bytes));
+  }
+  if (!over && opt_.min_free_bytes) {
+    struct statvfs vfs;
+    over = ::statvfs(dir_.c_str(), &vfs) == 0 &&
+           uint64_t(vfs.f_bavail) * vfs.f_frsize < opt_.min_free_bytes;
+  }
+  if (!over) return;
+  uint64_t target =
+      opt_.max_bytes ? uint64_t(opt_.low_watermark * double(opt_.max_bytes)) : UINT64_MAX;
+  EvictTo(target, just_committed);
+}
+
+void StoreCacheImpl::Evict(std::optional<uint64_t> target_bytes) {
+  uint64_t target = target_bytes     ? *target_bytes
+                    : opt_.max_bytes ? uint64_t(opt_.low_watermark * double(opt_.max_bytes))
+                                     : UINT64_MAX;
+  EvictTo(target, {});
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading.
+
+std::shared_ptr<OpenChunk> StoreCacheImpl::GetChunkFd(const ChunkId& id, bool* verified) {
+  Shard& s = ShardOf(id);
+  {
+    std::lock_guard lock(s.mu);
+    *verified = s.verified.count(id) > 0;
+    auto it = s.open.find(id);
+    if (it != s.open.end()) return it->second;
+  }
+  auto oc = std::make_shared<OpenChunk>();
+  oc->fd = UniqueFd(::open(ChunkPath(id).c_str(), O_RDONLY | O_CLOEXEC));
+  if (oc->fd.get() < 0) return nullptr;
+  std::lock_guard lock(s.mu);
+  auto [it, inserted] = s.open.emplace(id, oc);
+  if (!inserted) return it->second;
+  s.order.push_back(id);
+  size_t cap = std::max<size_t>(1, opt_.max_open_chunks / kShards);
+  while (s.open.size() > cap && !s.order.empty()) {
+    s.open.erase(s.order.front());  // readers still using it keep their shared_ptr
+    s.order.pop_front();
+  }
+  return oc;
+}
+
+void StoreCacheImpl::MarkVerified(const ChunkId& id) {
+  Shard& s = ShardOf(id);
+  std::lock_guard lock(s.mu);
+  s.verified.insert(id);
+}
+
+void StoreCacheImpl::ForgetChunk(const ChunkId& id) {
+  Shard& s = ShardOf(id);
+  std::lock_guard lock(s.mu);
+  s.verified.erase(id);
+  if (s.open.erase(id)) {
+    auto it = std::find(s.order.begin(), s.order.end(), id);
+    if (it != s.order.end()) s.order.erase(it);
+  }
+}
+
+std::string StoreCacheImpl::FilePath(const CachedPath& path, uint32_t node) const {
+  std::string rel;
+  const PathMeta& m = *path.meta;
+  for (uint32_t n = node; n != 0; n = m.node(n).parent) rel = "/" + std::string(m.name(n)) + rel;
+  return path.path.FullPath() + rel;
+}
+
+void StoreCacheImpl::Corrupt(const CachedPath& path, uint32_t node, const ChunkRef& chunk,
+                             const std::string& why) {
+  std::string hash(path.path.hash_part());
+  bool dropped = false;
+  {
+    std::lock_guard lock(mu_);
+    auto cit = chunks_.find(chunk.id);
+    if (cit != chunks_.end()) DeleteChunkFileLocked(chunk.id, cit->second);
+    auto it = paths_.find(hash);
+    if (it != paths_.end() && it->second.cp.get() == &path) {
+      DropLocked(hash);
+      dropped = true;
+    }
+  }
+  ForgetChunk(chunk.id);
+  if (dropped) ++refetches_;
+  std::string msg = "cached file " + FilePath(path, node) + ": chunk " + chunk.id.ToHex() + " " +
+                    why + "; store path " + path.path.base_name() +
+                    " dropped from the cache, fetch it again";
+  Log(msg);
+  throw IntegrityError(msg);
+}
+
+size_t StoreCacheImpl::Read(const CachedPath& path, uint32_t node, uint64_t offset,
+                            std::span<char> out) {
+  const PathMeta& m = *path.meta;
+  if (node >= m.node_count() || m.node(node).type != PathMeta::Type::kRegular)
+    throw Error("Read: node " + std::to_string(node) + " of " + path.path.base_name() +
+                " is not a regular file");
+  uint64_t size = m.node(node).size;
+  if (offset >= size || out.empty()) return 0;
+  size_t n = size_t(std::min<uint64_t>(out.size(), size - offset));
+  auto chunks = m.chunks(node);
+  auto offs = m.chunk_offsets(node);
+  size_t i = m.ChunkAt(node, offset);
+  size_t done = 0;
+  std::string buf;
+  while (done < n) {
+    const ChunkRef& c = chunks[i];
+    uint64_t in_chunk = offset + done - offs[i];
+    size_t len = size_t(std::min<uint64_t>(c.size - in_chunk, n - done));
+    bool verified;
+    auto oc = GetChunkFd(c.id, &verified);
+    if (!oc) Corrupt(path, node, c, "is missing (" + Errno(errno) + ")");
+    if (!verified || opt_.verify_always) {
+      buf.resize(c.size + 1);
+      size_t got = 0;
+      while (got < buf.size()) {
+        ssize_t r = ::pread(oc->fd.get(), buf.data() + got, buf.size() - got, off_t(got));
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) Corrupt(path, node, c, "cannot be read (" + Errno(errno) + ")");
+        if (r == 0) break;
+        got += size_t(r);
+      }
+      if (got != c.size)
+        Corrupt(path, node, c,
+                "has " + std::to_string(got) + " bytes instead of " + std::to_string(c.size));
+      if (ChunkId::Of(std::string_view(buf.data(), c.size)) != c.id)
+        Corrupt(path, node, c, "does not match its XXH3-128 hash");
+      MarkVerified(c.id);
+      std::memcpy(out.data() + done, buf.data() + in_chunk, len);
+    } else {
+      size_t got = 0;
+      while (got < len) {
+        ssize_t r =
+            ::pread(oc->fd.get(), out.data() + done + got, len - got, off_t(in_chunk + got));
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) Corrupt(path, node, c, "cannot be read (" + Errno(errno) + ")");
+        if (r == 0) Corrupt(path, node, c, "is shorter than recorded");
+        got += size_t(r);
+      }
+    }
+    done += len;
+    ++i;
+  }
+  return n;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+std::unique_ptr<StoreCache> StoreCache::Open(const CacheOptions& options) {
+  return std::make_unique<StoreCacheImpl>(options, false, nullptr);
+}
+
+bool Fsck(const CacheOptions& options, const std::function<void(std::string_view)>& report) {
+  StoreCacheImpl cache(options, true, report);
+  return !cache.unrepaired();
+}
+
+}  // namespace nls
