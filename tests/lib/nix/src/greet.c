@@ -1,5 +1,5 @@
 /* libgreet: links libm from the glibc store path, so the library itself has a reference. */
-#include <math.h>
 #include "greet.h"
-const char *greet_message(void) { return "greetings from libgreet"; }
+#include <math.h>
+const char* greet_message(void) { return "greetings from libgreet"; }
 double greet_root(double x) { return sqrt(x); }
