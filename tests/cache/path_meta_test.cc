@@ -1,0 +1,197 @@
+#include "cache/path_meta.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <random>
+#include <set>
+
+#include "cache/chunker.h"
+#include "cache/size.h"
+#include "fetch/error.h"
+
+namespace nls {
+namespace {
+
+ChunkRef Ref(std::string_view data) { return ChunkRef{ChunkId::Of(data), uint32_t(data.size())}; }
+
+std::shared_ptr<const PathMeta> Sample() {
+  PathMetaBuilder b;
+  b.AddDirectory("");
+  b.AddDirectory("bin");
+  b.AddRegular("bin/hello", true, 5, {Ref("hello")});
+  b.AddSymlink("bin/hi", "hello");
+  b.AddDirectory("lib");
+  b.AddRegular("lib/a", false, 6, {Ref("abc"), Ref("def")});
+  b.AddRegular("lib/empty", false, 0, {});
+  b.AddRegular("README", false, 3, {Ref("xyz")});
+  return b.Build();
+}
+
+TEST(PathMetaTest, BuildLayoutAndLookup) {
+  auto m = Sample();
+  ASSERT_EQ(m->node_count(), 8u);
+  EXPECT_EQ(m->node(0).type, PathMeta::Type::kDirectory);
+  // Root children consecutive and sorted: README < bin < lib (unsigned byte order).
+  EXPECT_EQ(m->node(0).first, 1u);
+  EXPECT_EQ(m->node(0).count, 3u);
+  EXPECT_EQ(m->name(1), "README");
+  EXPECT_EQ(m->name(2), "bin");
+  EXPECT_EQ(m->name(3), "lib");
+  auto bin = m->Lookup(0, "bin");
+  ASSERT_TRUE(bin);
+  auto hello = m->Lookup(*bin, "hello");
+  ASSERT_TRUE(hello);
+  EXPECT_TRUE(m->node(*hello).executable);
+  EXPECT_EQ(m->node(*hello).size, 5u);
+  auto hi = m->Lookup(*bin, "hi");
+  ASSERT_TRUE(hi);
+  EXPECT_EQ(m->symlink_target(*hi), "hello");
+  EXPECT_FALSE(m->Lookup(0, "nope"));
+  EXPECT_FALSE(m->Lookup(0, "bin/hello"));
+  EXPECT_FALSE(m->Lookup(*hello, "x"));  // not a directory
+  auto a = m->Lookup(*m->Lookup(0, "lib"), "a");
+  ASSERT_TRUE(a);
+  ASSERT_EQ(m->chunks(*a).size(), 2u);
+  EXPECT_EQ(m->chunk_offsets(*a)[1], 3u);
+  EXPECT_EQ(m->ChunkAt(*a, 0), 0u);
+  EXPECT_EQ(m->ChunkAt(*a, 2), 0u);
+  EXPECT_EQ(m->ChunkAt(*a, 3), 1u);
+  EXPECT_EQ(m->ChunkAt(*a, 5), 1u);
+  EXPECT_EQ(m->content_bytes(), 14u);
+  EXPECT_EQ(m->node(*m->Lookup(0, "bin")).parent, 0u);
+}
+
+TEST(PathMetaTest, SerializeRoundTrip) {
+  auto m = Sample();
+  std::string bytes = m->Serialize();
+  auto l = PathMeta::Load(bytes);
+  EXPECT_EQ(l->Serialize(), bytes);
+  EXPECT_EQ(l->node_count(), m->node_count());
+  EXPECT_EQ(l->symlink_target(*l->Lookup(*l->Lookup(0, "bin"), "hi")), "hello");
+}
+
+TEST(PathMetaTest, SingleFileAndSymlinkRoots) {
+  PathMetaBuilder b;
+  b.AddRegular("", false, 3, {Ref("abc")});
+  auto m = PathMeta::Load(b.Build()->Serialize());
+  EXPECT_EQ(m->node_count(), 1u);
+  EXPECT_EQ(m->node(0).type, PathMeta::Type::kRegular);
+  PathMetaBuilder s;
+  s.AddSymlink("", "/nix/store/x");
+  auto l = PathMeta::Load(s.Build()->Serialize());
+  EXPECT_EQ(l->symlink_target(0), "/nix/store/x");
+}
+
+TEST(PathMetaTest, LoadRejectsDamage) {
+  std::string bytes = Sample()->Serialize();
+  // Every single-byte flip anywhere is caught (checksum or structure), never a crash.
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    std::string bad = bytes;
+    bad[i] ^= 0x20;
+    EXPECT_THROW(PathMeta::Load(bad), FormatError) << "flip at " << i;
+  }
+  for (size_t n : {size_t(0), size_t(10), bytes.size() - 1})
+    EXPECT_THROW(PathMeta::Load(bytes.substr(0, n)), FormatError);
+  EXPECT_THROW(PathMeta::Load(bytes + "x"), FormatError);
+}
+
+TEST(PathMetaTest, BuilderRejectsBadTrees) {
+  PathMetaBuilder b;
+  EXPECT_THROW(b.AddDirectory("a"), FormatError);  // before the root
+  PathMetaBuilder c;
+  c.AddDirectory("");
+  EXPECT_THROW(c.AddRegular("x/y", false, 0, {}), FormatError);          // no parent
+  EXPECT_THROW(c.AddRegular("z", false, 4, {Ref("abc")}), FormatError);  // sizes disagree
+}
+
+TEST(PathMetaTest, FiftyThousandFilesLoadFast) {
+  PathMetaBuilder b;
+  b.AddDirectory("");
+  for (int d = 0; d < 50; ++d) {
+    std::string dir = "dir" + std::to_string(d);
+    b.AddDirectory(dir);
+    for (int f = 0; f < 1000; ++f) {
+      std::string data = dir + "/" + std::to_string(f);
+      b.AddRegular(dir + "/file" + std::to_string(f), f % 3 == 0, data.size(), {Ref(data)});
+    }
+  }
+  std::string bytes = b.Build()->Serialize();
+  auto start = std::chrono::steady_clock::now();
+  auto m = PathMeta::Load(bytes);
+  double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(m->node_count(), 50051u);
+  EXPECT_LT(ms, 100.0);  // sanitizer builds included; a plain build takes a few ms
+  auto d7 = m->Lookup(0, "dir7");
+  ASSERT_TRUE(d7);
+  auto f = m->Lookup(*d7, "file999");
+  ASSERT_TRUE(f);
+  EXPECT_EQ(m->node(*f).size, std::string("dir7/999").size());
+}
+
+TEST(ChunkerTest, CdcBoundsAndDeterminism) {
+  std::mt19937_64 rng(1);
+  std::string data(4 << 20, '\0');
+  for (auto& c : data) c = char(rng());
+  ChunkerParams p = ChunkerParams::Cdc(64 * 1024);
+  std::vector<size_t> cuts;
+  size_t pos = 0;
+  while (pos < data.size()) {
+    size_t n = FindCut(p, reinterpret_cast<const uint8_t*>(data.data()) + pos, data.size() - pos);
+    ASSERT_GE(n, 1u);
+    if (pos + n < data.size()) {
+      EXPECT_GE(n, p.min);
+      EXPECT_LE(n, p.max);
+    }
+    cuts.push_back(pos + n);
+    pos += n;
+  }
+  double avg = double(data.size()) / cuts.size();
+  EXPECT_GT(avg, 32 * 1024);
+  EXPECT_LT(avg, 128 * 1024);
+  // Insert bytes near the start: most later cut points survive (shifted by the insertion).
+  std::string shifted = data.substr(0, 1000) + "INSERTED" + data.substr(1000);
+  std::set<size_t> after;
+  pos = 0;
+  while (pos < shifted.size()) {
+    pos += FindCut(p, reinterpret_cast<const uint8_t*>(shifted.data()) + pos, shifted.size() - pos);
+    after.insert(pos);
+  }
+  size_t kept = 0;
+  for (size_t c : cuts) kept += after.count(c + 8);
+  EXPECT_GE(kept, cuts.size() - 3);
+}
+
+TEST(ChunkerTest, FixedAndSmall) {
+  std::string data(1000, 'x');
+  auto* d = reinterpret_cast<const uint8_t*>(data.data());
+  EXPECT_EQ(FindCut(ChunkerParams::Fixed(300), d, 1000), 300u);
+  EXPECT_EQ(FindCut(ChunkerParams::Fixed(300), d, 200), 200u);
+  EXPECT_EQ(FindCut(ChunkerParams::Default(), d, 1000), 1000u);  // below min: one chunk
+}
+
+TEST(ParseSizeTest, Suffixes) {
+  EXPECT_EQ(ParseSize("0"), 0u);
+  EXPECT_EQ(ParseSize("1234"), 1234u);
+  EXPECT_EQ(ParseSize("1K"), 1024u);
+  EXPECT_EQ(ParseSize("512k"), 512u * 1024);
+  EXPECT_EQ(ParseSize("100M"), 100ull << 20);
+  EXPECT_EQ(ParseSize("20G"), 20ull << 30);
+  EXPECT_EQ(ParseSize("20GiB"), 20ull << 30);
+  EXPECT_EQ(ParseSize("20GB"), 20ull << 30);
+  EXPECT_EQ(ParseSize("2T"), 2ull << 40);
+  EXPECT_EQ(ParseSize("7B"), 7u);
+  for (const char* bad :
+       {"", "G", "-1", "1.5G", "10X", "10 G", "1GG", "99999999999999999999", "16777216T", " 1"}) {
+    EXPECT_THROW(ParseSize(bad), ConfigError) << bad;
+  }
+  try {
+    ParseSize("12Q");
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("12Q"), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace nls

@@ -1,0 +1,520 @@
+#include "cache/store_cache.h"
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "fetch/error.h"
+#include "tests/cache/cache_test_util.h"
+
+namespace nls {
+namespace {
+
+using test::Add;
+using test::Item;
+using test::Tree;
+namespace fs = std::filesystem;
+
+std::string Base(uint64_t n, const std::string& name = "pkg") {
+  return test::HashPartFor(n) + "-" + name + std::to_string(n);
+}
+
+class StoreCacheTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SetCacheLogger([this](std::string_view line) { log_.emplace_back(line); });
+    opt_.dir = dir_.path() + "/cache";
+    opt_.sync = false;
+    // Small chunks so ordinary test files span several.
+    opt_.chunking = ChunkerParams{true, 1024, 4096, 16384};
+  }
+  void TearDown() override { SetCacheLogger(nullptr); }
+  std::unique_ptr<StoreCache> Open() { return StoreCache::Open(opt_); }
+  size_t ChunkFiles() { return test::CountFiles(opt_.dir + "/chunks"); }
+
+  test::TempDir dir_;
+  CacheOptions opt_;
+  std::vector<std::string> log_;
+  std::mt19937_64 rng_{42};
+};
+
+Tree SimpleTree(std::mt19937_64& rng, size_t size) {
+  Tree t;
+  t[""] = Item{PathMeta::Type::kDirectory, false, ""};
+  t["bin"] = Item{PathMeta::Type::kDirectory, false, ""};
+  t["bin/prog"] = Item{PathMeta::Type::kRegular, true, test::RandomBytes(rng, size)};
+  t["bin/link"] = Item{PathMeta::Type::kSymlink, false, "prog"};
+  t["empty"] = Item{PathMeta::Type::kRegular, false, ""};
+  t["small"] = Item{PathMeta::Type::kRegular, false, "hello world\n"};
+  return t;
+}
+
+TEST_F(StoreCacheTest, NothingVisibleBeforeCommitAndAbandonedWriterLeavesNothing) {
+  auto cache = Open();
+  Tree t = SimpleTree(rng_, 100000);
+  NarInfo info = test::MakeInfo(Base(1));
+  {
+    auto w = cache->BeginWrite(info);
+    test::Feed(*w, t);
+    EXPECT_EQ(cache->Find(info.store_path.hash_part()), nullptr);
+    EXPECT_TRUE(cache->List().empty());
+    EXPECT_GT(ChunkFiles(), 0u);  // chunks are written as data arrives
+  }                               // destroyed without Commit
+  EXPECT_EQ(ChunkFiles(), 0u);
+  EXPECT_EQ(cache->Find(info.store_path.hash_part()), nullptr);
+  auto w = cache->BeginWrite(info);
+  test::Feed(*w, t);
+  auto cp = w->Commit();
+  ASSERT_NE(cp, nullptr);
+  auto found = cache->Find(info.store_path.hash_part());
+  ASSERT_EQ(found, cp);
+  EXPECT_EQ(test::Diff(*cache, *found, t), "");
+  EXPECT_EQ(found->info.ToString(), info.ToString());
+  EXPECT_EQ(cache->List().size(), 1u);
+  EXPECT_THROW(w->Commit(), Error);
+}
+
+TEST_F(StoreCacheTest, WriterRejectsWrongSizes) {
+  auto cache = Open();
+  auto w = cache->BeginWrite(test::MakeInfo(Base(1)));
+  w->CreateDirectory("");
+  w->BeginRegular("f", false, 3, 0);
+  w->RegularData("ab");
+  EXPECT_THROW(w->EndRegular(), FormatError);
+  EXPECT_THROW(w->RegularData("cd"), FormatError);
+}
+
+TEST_F(StoreCacheTest, PersistsAcrossRestart) {
+  Tree t = SimpleTree(rng_, 50000);
+  NarInfo info = test::MakeInfo(Base(1), {Base(2)});
+  uint64_t id;
+  {
+    auto cache = Open();
+    id = Add(*cache, info, t)->id;
+  }
+  auto cache = Open();
+  auto cp = cache->Find(info.store_path.hash_part());
+  ASSERT_NE(cp, nullptr);
+  EXPECT_EQ(cp->id, id);
+  EXPECT_EQ(test::Diff(*cache, *cp, t), "");
+  EXPECT_EQ(cp->info.references.size(), 1u);
+  EXPECT_EQ(cp->info.ToString(), info.ToString());
+}
+
+TEST_F(StoreCacheTest, DedupWithinAndAmongPaths) {
+  auto cache = Open();
+  std::string big = test::RandomBytes(rng_, 200000);
+  Tree a;
+  a[""] = Item{PathMeta::Type::kDirectory, false, ""};
+  a["x"] = Item{PathMeta::Type::kRegular, false, big};
+  a["y"] = Item{PathMeta::Type::kRegular, false, big};  // duplicate inside the path
+  Add(*cache, test::MakeInfo(Base(1)), a);
+  auto s1 = cache->Stats();
+  EXPECT_EQ(s1.logical_bytes, 400000u);
+  EXPECT_EQ(s1.unique_bytes, 200000u);
+  EXPECT_EQ(ChunkFiles(), s1.chunks);
+  // Version 2: the same file with an insertion near the start: content-defined chunks keep most.
+  Tree b;
+  b[""] = Item{PathMeta::Type::kDirectory, false, ""};
+  b["x"] = Item{PathMeta::Type::kRegular, false, big.substr(0, 5000) + "NEW" + big.substr(5000)};
+  Add(*cache, test::MakeInfo(Base(2)), b);
+  auto s2 = cache->Stats();
+  EXPECT_EQ(s2.logical_bytes, 600003u);
+  EXPECT_LT(s2.unique_bytes, 200000u + 40000u);  // only the chunks around the edit are new
+  EXPECT_GT(s2.dedup_ratio(), 2.4);
+  EXPECT_EQ(ChunkFiles(), s2.chunks);
+  // Dropping one path keeps the chunks the other still uses.
+  cache->Evict(0);
+  EXPECT_EQ(cache->List().size(), 0u);
+  EXPECT_EQ(ChunkFiles(), 0u);
+}
+
+TEST_F(StoreCacheTest, SharedChunksSurviveEvictionOfOnePath) {
+  auto cache = Open();
+  Tree t = SimpleTree(rng_, 100000);
+  auto a = Add(*cache, test::MakeInfo(Base(1)), t);
+  auto b = Add(*cache, test::MakeInfo(Base(2)), t);
+  size_t chunks = ChunkFiles();
+  auto before = cache->Stats();
+  a.reset();
+  // b is held: only a is evictable.
+  cache->Evict(0);
+  EXPECT_EQ(cache->Find(test::HashPartFor(1)), nullptr);
+  EXPECT_EQ(ChunkFiles(), chunks);
+  EXPECT_EQ(test::Diff(*cache, *b, t), "");
+  EXPECT_EQ(cache->Stats().unique_bytes, before.unique_bytes);
+}
+
+TEST_F(StoreCacheTest, ByteRangesAcrossChunksAndAtEof) {
+  auto cache = Open();
+  std::string data = test::RandomBytes(rng_, 300001);
+  Tree t;
+  t[""] = Item{PathMeta::Type::kRegular, false, data};  // a single-file store path
+  auto cp = Add(*cache, test::MakeInfo(Base(1)), t);
+  ASSERT_GT(cp->meta->chunks(0).size(), 20u);
+  auto offs = cp->meta->chunk_offsets(0);
+  std::vector<uint64_t> interesting = {0, 1, data.size() - 1, data.size(), data.size() + 5};
+  for (size_t i = 1; i < offs.size(); ++i) {
+    interesting.push_back(offs[i] - 1);
+    interesting.push_back(offs[i]);
+  }
+  for (uint64_t off : interesting) {
+    for (size_t len : {size_t(1), size_t(2), size_t(4095), size_t(20000), size_t(400000)}) {
+      std::string buf(len, '\0');
+      size_t n = cache->Read(*cp, 0, off, buf);
+      size_t want = off >= data.size() ? 0 : std::min<size_t>(len, data.size() - off);
+      ASSERT_EQ(n, want) << off << "+" << len;
+      ASSERT_EQ(buf.substr(0, n), data.substr(std::min<size_t>(off, data.size()), n));
+    }
+  }
+  for (int i = 0; i < 2000; ++i) {
+    uint64_t off = rng_() % data.size();
+    size_t len = 1 + rng_() % 50000;
+    std::string buf(len, '\0');
+    size_t n = cache->Read(*cp, 0, off, buf);
+    ASSERT_EQ(buf.substr(0, n), data.substr(off, len));
+  }
+  std::string empty;
+  EXPECT_EQ(cache->Read(*cp, 0, 0, std::span<char>(empty)), 0u);
+  EXPECT_THROW(cache->Read(*cp, 7, 0, std::span<char>(empty)), Error);
+}
+
+TEST_F(StoreCacheTest, SecondOpenFailsWithHolderPid) {
+  auto cache = Open();
+  try {
+    Open();
+    FAIL() << "second Open succeeded";
+  } catch (const ConfigError& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find("pid " + std::to_string(::getpid())), std::string::npos) << msg;
+    EXPECT_NE(msg.find(opt_.dir), std::string::npos) << msg;
+  }
+  EXPECT_THROW(Fsck(opt_, [](std::string_view) {}), ConfigError);
+  // Another process is refused too.
+  pid_t child = fork();
+  if (child == 0) {
+    try {
+      StoreCache::Open(opt_);
+      _exit(1);
+    } catch (const ConfigError&) {
+      _exit(0);
+    }
+    _exit(2);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  cache.reset();
+  EXPECT_NO_THROW(Open());  // released on close
+}
+
+TEST_F(StoreCacheTest, StableIds) {
+  Tree t = SimpleTree(rng_, 1000);
+  auto p1 = StorePath::FromBaseName(Base(1));
+  auto p2 = StorePath::FromBaseName(Base(2));
+  uint64_t id1, id2;
+  {
+    auto cache = Open();
+    id1 = cache->IdFor(p1);
+    id2 = cache->IdFor(p2);
+    EXPECT_NE(id1, 0u);
+    EXPECT_NE(id1, id2);
+    EXPECT_EQ(cache->IdFor(p1), id1);
+    EXPECT_EQ(cache->FindById(id1), nullptr);  // id known, path not cached
+    auto cp = Add(*cache, test::MakeInfo(Base(1)), t);
+    EXPECT_EQ(cp->id, id1);
+    EXPECT_EQ(cache->FindById(id1), cp);
+    cp.reset();
+    cache->Evict(0);
+    EXPECT_EQ(cache->FindById(id1), nullptr);
+    EXPECT_EQ(cache->IdFor(p1), id1);  // survives eviction
+  }
+  auto cache = Open();
+  EXPECT_EQ(cache->IdFor(p2), id2);  // survives restart
+  EXPECT_EQ(cache->IdFor(p1), id1);
+  auto p3 = StorePath::FromBaseName(Base(3));
+  uint64_t id3 = cache->IdFor(p3);
+  EXPECT_NE(id3, id1);
+  EXPECT_NE(id3, id2);
+  auto cp = Add(*cache, test::MakeInfo(Base(1)), t);  // re-fetch after eviction: same id
+  EXPECT_EQ(cp->id, id1);
+  EXPECT_EQ(cache->FindById(id1), cp);
+  EXPECT_EQ(cache->FindById(9999), nullptr);
+}
+
+TEST_F(StoreCacheTest, TornIdsFileIsRepaired) {
+  uint64_t id1;
+  {
+    auto cache = Open();
+    id1 = cache->IdFor(StorePath::FromBaseName(Base(1)));
+  }
+  {
+    std::ofstream f(opt_.dir + "/ids", std::ios::app);
+    f << "0123456789abcdfg";  // half a record, as a crash mid-append leaves it
+  }
+  auto cache = Open();
+  EXPECT_EQ(cache->IdFor(StorePath::FromBaseName(Base(1))), id1);
+  uint64_t id2 = cache->IdFor(StorePath::FromBaseName(Base(2)));
+  EXPECT_EQ(id2, id1 + 1);
+}
+
+// Paths of ~`size` bytes each; budget fits about three.
+TEST_F(StoreCacheTest, EvictsLeastRecentlyUsedFirst) {
+  opt_.chunking = ChunkerParams::Default();  // one chunk per file: sizes easy to predict
+  opt_.max_bytes = 500 * 1024;
+  opt_.high_watermark = 0.9;
+  opt_.low_watermark = 0.6;
+  auto cache = Open();
+  std::vector<std::string> evicted;
+  cache->SetEvictionListener(
+      [&](const CachedPath& cp) { evicted.push_back(std::string(cp.path.hash_part())); });
+  for (int i = 1; i <= 3; ++i) Add(*cache, test::MakeInfo(Base(i)), SimpleTree(rng_, 100000));
+  EXPECT_TRUE(evicted.empty());
+  ASSERT_NE(cache->Find(test::HashPartFor(1)), nullptr);  // 1 becomes most recently used
+  Add(*cache, test::MakeInfo(Base(4)), SimpleTree(rng_, 100000));
+  // Over 90%: evict LRU (2, then 3) down to 60%.
+  ASSERT_GE(evicted.size(), 1u);
+  EXPECT_EQ(evicted[0], test::HashPartFor(2));
+  if (evicted.size() > 1) {
+    EXPECT_EQ(evicted[1], test::HashPartFor(3));
+  }
+  EXPECT_NE(cache->Find(test::HashPartFor(1)), nullptr);
+  EXPECT_NE(cache->Find(test::HashPartFor(4)), nullptr);
+  EXPECT_EQ(cache->Find(test::HashPartFor(2)), nullptr);
+  EXPECT_LE(cache->BytesUsed(), uint64_t(0.6 * opt_.max_bytes));
+  EXPECT_EQ(cache->Stats().evictions, evicted.size());
+}
+
+TEST_F(StoreCacheTest, LruOrderSurvivesRestart) {
+  {
+    auto cache = Open();
+    for (int i = 1; i <= 3; ++i) {
+      Add(*cache, test::MakeInfo(Base(i)), SimpleTree(rng_, 1000));
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // distinct mtimes
+    }
+  }
+  std::vector<std::string> evicted;
+  auto cache = Open();
+  cache->SetEvictionListener(
+      [&](const CachedPath& cp) { evicted.push_back(std::string(cp.path.hash_part())); });
+  cache->Evict(cache->BytesUsed() - 1);
+  ASSERT_EQ(evicted.size(), 1u);
+  EXPECT_EQ(evicted[0], test::HashPartFor(1));
+}
+
+TEST_F(StoreCacheTest, PinsProtectTheirClosure) {
+  opt_.pins = {Base(1)};
+  auto cache = Open();
+  // 1 -> 2 -> 3 (closure of the pin), 4 unrelated.
+  Add(*cache, test::MakeInfo(Base(3)), SimpleTree(rng_, 1000));
+  Add(*cache, test::MakeInfo(Base(2), {Base(3)}), SimpleTree(rng_, 1000));
+  Add(*cache, test::MakeInfo(Base(1), {Base(2), Base(1)}), SimpleTree(rng_, 1000));
+  Add(*cache, test::MakeInfo(Base(4)), SimpleTree(rng_, 1000));
+  cache->Evict(0);
+  auto left = cache->List();
+  ASSERT_EQ(left.size(), 3u);
+  for (int i = 1; i <= 3; ++i) EXPECT_NE(cache->Find(test::HashPartFor(i)), nullptr) << i;
+  EXPECT_EQ(cache->Find(test::HashPartFor(4)), nullptr);
+}
+
+TEST_F(StoreCacheTest, OpenFilesAndHoldersProtect) {
+  auto cache = Open();
+  auto a = Add(*cache, test::MakeInfo(Base(1)), SimpleTree(rng_, 1000));
+  Add(*cache, test::MakeInfo(Base(2)), SimpleTree(rng_, 1000));
+  a->open_files = 1;
+  std::weak_ptr<CachedPath> weak = a;
+  a.reset();  // only the open-file count protects it now
+  cache->Evict(0);
+  EXPECT_NE(cache->Find(test::HashPartFor(1)), nullptr);
+  EXPECT_EQ(cache->Find(test::HashPartFor(2)), nullptr);
+  auto held = cache->Find(test::HashPartFor(1));
+  held->open_files = 0;
+  cache->Evict(0);  // still held by `held` (a reader in progress)
+  EXPECT_NE(cache->Find(test::HashPartFor(1)), nullptr);
+  held.reset();
+  cache->Evict(0);
+  EXPECT_EQ(cache->Find(test::HashPartFor(1)), nullptr);
+  EXPECT_TRUE(weak.expired());
+}
+
+TEST_F(StoreCacheTest, PathLargerThanBudgetIsServed) {
+  opt_.max_bytes = 64 * 1024;
+  auto cache = Open();
+  Add(*cache, test::MakeInfo(Base(1)), SimpleTree(rng_, 5000));
+  Tree big = SimpleTree(rng_, 500000);
+  auto cp = Add(*cache, test::MakeInfo(Base(2)), big);
+  EXPECT_EQ(cache->Find(test::HashPartFor(1)), nullptr);  // everything else went first
+  ASSERT_NE(cache->Find(test::HashPartFor(2)), nullptr);
+  EXPECT_EQ(test::Diff(*cache, *cp, big), "");
+  EXPECT_GT(cache->BytesUsed(), opt_.max_bytes);
+  bool warned = false;
+  for (const auto& l : log_) warned |= l.find("over its budget") != std::string::npos;
+  EXPECT_TRUE(warned);
+}
+
+TEST_F(StoreCacheTest, CorruptChunkThrowsAndDropsPath) {
+  Tree t = SimpleTree(rng_, 100000);
+  {
+    auto cache = Open();
+    Add(*cache, test::MakeInfo(Base(1)), t);
+  }
+  // Flip a byte in one chunk of bin/prog.
+  auto cache = Open();
+  auto cp = cache->Find(test::HashPartFor(1));
+  uint32_t prog = *test::NodeOf(*cp->meta, "bin/prog");
+  const ChunkRef& c = cp->meta->chunks(prog)[2];
+  std::string file = opt_.dir + "/chunks/" + c.id.ToHex().substr(0, 2) + "/" + c.id.ToHex();
+  fs::permissions(file, fs::perms::owner_write, fs::perm_options::add);
+  {
+    std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(10);
+    f.put('\x5a' ^ t["bin/prog"].data[cp->meta->chunk_offsets(prog)[2] + 10]);
+  }
+  std::string buf(100, '\0');
+  // Chunk 0 reads fine; the corrupt one throws.
+  EXPECT_EQ(cache->Read(*cp, prog, 0, buf), 100u);
+  EXPECT_THROW(cache->Read(*cp, prog, cp->meta->chunk_offsets(prog)[2], buf), IntegrityError);
+  EXPECT_EQ(cache->Find(test::HashPartFor(1)), nullptr);
+  EXPECT_EQ(cache->Stats().refetches, 1u);
+  EXPECT_FALSE(fs::exists(file));
+  EXPECT_FALSE(fs::exists(opt_.dir + "/paths/" + test::HashPartFor(1)));
+  // Fetching it again works and reads correctly.
+  cp.reset();
+  auto again = Add(*cache, test::MakeInfo(Base(1)), t);
+  EXPECT_EQ(test::Diff(*cache, *again, t), "");
+}
+
+TEST_F(StoreCacheTest, VerifyAlwaysCatchesCorruptionAfterFirstRead) {
+  opt_.verify_always = true;
+  Tree t = SimpleTree(rng_, 10000);
+  auto cache = Open();
+  auto cp = Add(*cache, test::MakeInfo(Base(1)), t);
+  uint32_t prog = *test::NodeOf(*cp->meta, "bin/prog");
+  EXPECT_EQ(test::ReadAll(*cache, *cp, prog), t["bin/prog"].data);
+  const ChunkRef& c = cp->meta->chunks(prog)[0];
+  std::string file = opt_.dir + "/chunks/" + c.id.ToHex().substr(0, 2) + "/" + c.id.ToHex();
+  fs::permissions(file, fs::perms::owner_write, fs::perm_options::add);
+  {
+    std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(0);
+    f.put(char(~t["bin/prog"].data[0]));
+  }
+  EXPECT_THROW(test::ReadAll(*cache, *cp, prog), IntegrityError);
+}
+
+TEST_F(StoreCacheTest, OrphansCollectedOnReopen) {
+  Tree t = SimpleTree(rng_, 50000);
+  {
+    auto cache = Open();
+    Add(*cache, test::MakeInfo(Base(1)), t);
+  }
+  size_t good_chunks = ChunkFiles();
+  // What a crash leaves: temporaries, a chunk no metadata references, a metadata temp.
+  std::ofstream(opt_.dir + "/tmp/0123.99.1") << "partial";
+  std::ofstream(opt_.dir + "/tmp/" + test::HashPartFor(5) + ".meta.99.2") << "partial";
+  std::string orphan = "orphan chunk data";
+  std::string hex = ChunkId::Of(orphan).ToHex();
+  fs::create_directories(opt_.dir + "/chunks/" + hex.substr(0, 2));
+  std::ofstream(opt_.dir + "/chunks/" + hex.substr(0, 2) + "/" + hex) << orphan;
+  auto cache = Open();
+  EXPECT_TRUE(fs::is_empty(opt_.dir + "/tmp"));
+  EXPECT_EQ(ChunkFiles(), good_chunks);
+  auto cp = cache->Find(test::HashPartFor(1));
+  ASSERT_NE(cp, nullptr);
+  EXPECT_EQ(test::Diff(*cache, *cp, t), "");
+}
+
+TEST_F(StoreCacheTest, FsckRepairsAndReports) {
+  Tree t = SimpleTree(rng_, 60000);
+  {
+    auto cache = Open();
+    for (int i = 1; i <= 4; ++i) {
+      Tree ti = t;
+      ti["id"] = Item{PathMeta::Type::kRegular, false, test::RandomBytes(rng_, 3000 + i)};
+      Add(*cache, test::MakeInfo(Base(i)), ti);
+    }
+  }
+  std::vector<std::string> report;
+  auto rep = [&](std::string_view l) { report.emplace_back(l); };
+  ASSERT_TRUE(Fsck(opt_, rep));
+  EXPECT_TRUE(report.empty()) << report[0];
+  // Damage: path 1's metadata is corrupt; a chunk only path 2 uses is corrupt; a chunk only
+  // path 3 uses is missing. Path 4 is fine.
+  auto meta_of = [&](int i) {
+    std::ifstream f(opt_.dir + "/paths/" + test::HashPartFor(i), std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  };
+  auto only_chunk = [&](int i) {
+    auto cache = Open();
+    auto cp = cache->Find(test::HashPartFor(i));
+    auto c = cp->meta->chunks(*test::NodeOf(*cp->meta, "id"))[0].id.ToHex();
+    return opt_.dir + "/chunks/" + c.substr(0, 2) + "/" + c;
+  };
+  std::string c2 = only_chunk(2), c3 = only_chunk(3);
+  std::string m1 = meta_of(1);
+  fs::permissions(opt_.dir + "/paths/" + test::HashPartFor(1), fs::perms::owner_write,
+                  fs::perm_options::add);
+  {
+    std::fstream f(opt_.dir + "/paths/" + test::HashPartFor(1),
+                   std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(long(m1.size() / 2));
+    f.put(char(~m1[m1.size() / 2]));
+  }
+  fs::permissions(c2, fs::perms::owner_write, fs::perm_options::add);
+  std::ofstream(c2, std::ios::in | std::ios::out | std::ios::binary).put('!');
+  fs::remove(c3);
+  report.clear();
+  EXPECT_TRUE(Fsck(opt_, rep));
+  std::string all;
+  for (const auto& l : report) all += l + "\n";
+  EXPECT_NE(all.find(test::HashPartFor(1)), std::string::npos) << all;
+  EXPECT_NE(all.find(c2), std::string::npos) << all;
+  EXPECT_NE(all.find(test::HashPartFor(2)), std::string::npos) << all;
+  EXPECT_NE(all.find(test::HashPartFor(3)), std::string::npos) << all;
+  EXPECT_EQ(all.find(test::HashPartFor(4)), std::string::npos) << all;
+  report.clear();
+  EXPECT_TRUE(Fsck(opt_, rep));
+  EXPECT_TRUE(report.empty()) << report[0];
+  auto cache = Open();
+  auto left = cache->List();
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(left[0].hash_part(), test::HashPartFor(4));
+  auto cp = cache->Find(test::HashPartFor(4));
+  EXPECT_EQ(test::Diff(*cache, *cp, t).find("missing"), std::string::npos);
+}
+
+TEST_F(StoreCacheTest, ConcurrentReadersWhileWriting) {
+  opt_.max_bytes = 3 << 20;
+  auto cache = Open();
+  std::vector<Tree> trees;
+  for (int i = 0; i < 8; ++i) trees.push_back(SimpleTree(rng_, 100000 + i * 1000));
+  for (int i = 0; i < 4; ++i) Add(*cache, test::MakeInfo(Base(i)), trees[i]);
+  std::atomic<bool> stop{false};
+  std::atomic<int> bad{0}, reads{0};
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 3; ++r) {
+    readers.emplace_back([&, r] {
+      std::mt19937_64 rng(r);
+      while (!stop) {
+        int i = int(rng() % 8);
+        auto cp = cache->Find(test::HashPartFor(i));
+        if (!cp) continue;
+        if (!test::Diff(*cache, *cp, trees[i]).empty()) ++bad;
+        ++reads;
+      }
+    });
+  }
+  for (int round = 0; round < 3; ++round)
+    for (int i = 4; i < 8; ++i) Add(*cache, test::MakeInfo(Base(i)), trees[i]);
+  stop = true;
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(bad, 0);
+  EXPECT_GT(reads, 0);
+}
+
+}  // namespace
+}  // namespace nls
