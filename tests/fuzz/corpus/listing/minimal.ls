@@ -1,0 +1,1 @@
+{"version":1,"root":{"type":"regular","size":3,"executable":false}}
