@@ -886,7 +886,6 @@ std::shared_ptr<CachedPath> StoreCacheImpl::CommitPath(PathWriterImpl& w) {
     disk = DiskBytes(st);
   }
   auto cp = std::make_shared<CachedPath>(id, w.info_.store_path, w.info_, meta);
-  std::shared_ptr<CachedPath> replaced;
   {
     std::lock_guard lock(mu_);
     if (::rename(tmp.c_str(), MetaPath(hash).c_str()) != 0) {
@@ -896,7 +895,9 @@ std::shared_ptr<CachedPath> StoreCacheImpl::CommitPath(PathWriterImpl& w) {
     }
     auto it = paths_.find(hash);
     if (it != paths_.end()) {
-      // Re-fetched while cached (e.g. after a refetch raced): the new copy replaces the old one.
+      // Re-fetched while cached (two fetches raced): the new copy (same NarHash, so the same
+      // contents) replaces the old one; holders of the old CachedPath keep reading it. Not an
+      // eviction: the listener is not called.
       PathEntry old = std::move(it->second);
       paths_.erase(it);
       meta_disk_ -= old.meta_disk;
@@ -904,7 +905,6 @@ std::shared_ptr<CachedPath> StoreCacheImpl::CommitPath(PathWriterImpl& w) {
       std::unordered_set<ChunkId, ChunkIdHash> old_chunks;
       for (const ChunkRef& c : old.cp->meta->all_chunks()) old_chunks.insert(c.id);
       ReleaseChunksLocked(old_chunks);
-      replaced = old.cp;
     }
     PathEntry e{.cp = cp,
                 .last_used = ++clock_,
@@ -916,10 +916,6 @@ std::shared_ptr<CachedPath> StoreCacheImpl::CommitPath(PathWriterImpl& w) {
     w.held_.clear();  // the references now belong to the path
   }
   if (opt_.sync) FsyncPath(dir_ + "/paths");
-  if (replaced) {
-    std::lock_guard lock(listener_mu_);
-    if (listener_) listener_(*replaced);
-  }
   MaybeEvict(hash);
   return cp;
 }
