@@ -1,0 +1,633 @@
+#include "fuse/lazy_fs.h"
+
+#include <fcntl.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "fetch/error.h"
+#include "fetch/log.h"
+#include "fetch/store_path.h"
+#include "fuse/fuse_api.h"
+#include "fuse/inode.h"
+
+namespace nls {
+namespace {
+
+constexpr size_t kMaxIoSize = 1 << 20;
+
+LazyFs& Fs(fuse_req_t req) { return *static_cast<LazyFs*>(fuse_req_userdata(req)); }
+
+// A directory listing snapshot of the root (taken at opendir).
+struct RootDirHandle {
+  struct Entry {
+    std::string name;
+    uint64_t ino;
+    mode_t mode;
+  };
+  std::vector<Entry> entries;
+};
+
+struct OpenFile {
+  std::mutex mu;
+  std::shared_ptr<CachedPath> path;
+  uint32_t node = 0;
+};
+
+}  // namespace
+
+struct LazyFs::Impl {
+  static fuse_entry_param Entry(LazyFs& fs, const PathMeta& meta, uint64_t path_id, uint32_t node) {
+    fuse_entry_param e;
+    std::memset(&e, 0, sizeof(e));
+    e.ino = MakeIno(path_id, node);
+    e.generation = 0;
+    e.attr = NodeAttr(meta, node, e.ino);
+    e.attr_timeout = fs.options_.entry_timeout_s;
+    e.entry_timeout = fs.options_.entry_timeout_s;
+    return e;
+  }
+
+  static void ReplyIoError(LazyFs& fs, fuse_req_t req) {
+    ++fs.counters_.io_errors;
+    fuse_reply_err(req, EIO);
+  }
+
+  static void Init(void* userdata, fuse_conn_info* conn) {
+    (void)userdata;
+    auto want = [&](unsigned cap) {
+      if (conn->capable & cap) conn->want |= cap;
+    };
+    want(FUSE_CAP_CACHE_SYMLINKS);
+    want(FUSE_CAP_READDIRPLUS);
+    want(FUSE_CAP_PARALLEL_DIROPS);
+    want(FUSE_CAP_ASYNC_READ);
+    conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;  // always readdirplus: attrs are free here
+    conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;   // contents never change
+    conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+    conn->max_write = kMaxIoSize;  // also raises the kernel's max_pages, so reads can be 1 MiB
+    conn->max_readahead = std::min<unsigned>(conn->max_readahead, kMaxIoSize);
+    conn->time_gran = 1;
+  }
+
+  static void Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+    LazyFs& fs = Fs(req);
+    ++fs.counters_.lookups;
+    if (parent == kRootIno) {
+      ++fs.counters_.root_lookups;
+      std::string_view base(name);
+      auto sp = StorePath::TryFromBaseName(base);
+      if (!sp) {
+        fuse_reply_err(req, ENOENT);
+        return;
+      }
+      std::shared_ptr<CachedPath> path;
+      try {
+        path = fs.lazy_.Get(sp->hash_part());
+      } catch (const std::exception& e) {
+        // LazyStore logged the cause with the substituter.
+        NLS_LOG(kDebug) << "lookup of /nix/store/" << Quoted(base) << ": " << e.what();
+        ReplyIoError(fs, req);
+        return;
+      }
+      if (!path || path->path.base_name() != base) {
+        if (fs.options_.negative_root_timeout_s > 0) {
+          fuse_entry_param e;
+          std::memset(&e, 0, sizeof(e));
+          e.entry_timeout = fs.options_.negative_root_timeout_s;
+          fuse_reply_entry(req, &e);
+        } else {
+          fuse_reply_err(req, ENOENT);
+        }
+        return;
+      }
+      fuse_entry_param e = Entry(fs, *path->meta, path->id, 0);
+      fs.Ref(path);
+      if (fuse_reply_entry(req, &e) != 0) fs.Forget(e.ino, 1);
+      return;
+    }
+    auto path = fs.PathOf(parent);
+    if (!path) {
+      fuse_reply_err(req, ESTALE);
+      return;
+    }
+    const PathMeta& meta = *path->meta;
+    const uint32_t dir = NodeOfIno(parent);
+    if (dir >= meta.node_count() || meta.node(dir).type != PathMeta::Type::kDirectory) {
+      fuse_reply_err(req, ENOTDIR);
+      return;
+    }
+    auto child = meta.Lookup(dir, name);
+    if (!child) {
+      // Store paths are immutable: the kernel may remember this absence as long as the entry.
+      fuse_entry_param e;
+      std::memset(&e, 0, sizeof(e));
+      e.entry_timeout = fs.options_.entry_timeout_s;
+      fuse_reply_entry(req, &e);
+      return;
+    }
+    fuse_entry_param e = Entry(fs, meta, path->id, *child);
+    fs.Ref(path);
+    if (fuse_reply_entry(req, &e) != 0) fs.Forget(e.ino, 1);
+  }
+
+  static void Forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+    Fs(req).Forget(ino, nlookup);
+    fuse_reply_none(req);
+  }
+
+  static void ForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
+    LazyFs& fs = Fs(req);
+    for (size_t i = 0; i < count; ++i) fs.Forget(forgets[i].ino, forgets[i].nlookup);
+    fuse_reply_none(req);
+  }
+
+  static void GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+    LazyFs& fs = Fs(req);
+    if (ino == kRootIno) {
+      struct stat st = RootAttr();
+      fuse_reply_attr(req, &st, 0);
+      return;
+    }
+    auto path = fs.PathOf(ino);
+    const uint32_t node = NodeOfIno(ino);
+    if (!path || node >= path->meta->node_count()) {
+      fuse_reply_err(req, ESTALE);
+      return;
+    }
+    struct stat st = NodeAttr(*path->meta, node, ino);
+    fuse_reply_attr(req, &st, fs.options_.entry_timeout_s);
+  }
+
+  static void ReadLink(fuse_req_t req, fuse_ino_t ino) {
+    LazyFs& fs = Fs(req);
+    auto path = ino == kRootIno ? nullptr : fs.PathOf(ino);
+    if (!path) {
+      fuse_reply_err(req, ino == kRootIno ? EINVAL : ESTALE);
+      return;
+    }
+    const uint32_t node = NodeOfIno(ino);
+    if (node >= path->meta->node_count() ||
+        path->meta->node(node).type != PathMeta::Type::kSymlink) {
+      fuse_reply_err(req, EINVAL);
+      return;
+    }
+    std::string target(path->meta->symlink_target(node));
+    fuse_reply_readlink(req, target.c_str());
+  }
+
+  static void OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+    LazyFs& fs = Fs(req);
+    if (ino == kRootIno) {
+      auto handle = std::make_unique<RootDirHandle>();
+      try {
+        for (const StorePath& sp : fs.cache_.List()) {
+          uint64_t id = fs.cache_.IdFor(sp);
+          auto cached = fs.cache_.FindById(id);
+          if (!cached) continue;  // evicted meanwhile
+          const auto& root = cached->meta->node(0);
+          mode_t mode = root.type == PathMeta::Type::kDirectory ? S_IFDIR
+                        : root.type == PathMeta::Type::kRegular ? S_IFREG
+                                                                : S_IFLNK;
+          handle->entries.push_back({sp.base_name(), MakeIno(id, 0), mode});
+        }
+      } catch (const std::exception& e) {
+        NLS_LOG(kError) << "listing the cache: " << e.what();
+        ReplyIoError(fs, req);
+        return;
+      }
+      fi->fh = reinterpret_cast<uint64_t>(handle.release());
+      fuse_reply_open(req, fi);
+      return;
+    }
+    auto path = fs.PathOf(ino);
+    if (!path) {
+      fuse_reply_err(req, ESTALE);
+      return;
+    }
+    fi->fh = 0;
+    fi->cache_readdir = 1;
+    fi->keep_cache = 1;
+    fuse_reply_open(req, fi);
+  }
+
+  static void ReleaseDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+    if (ino == kRootIno && fi->fh) {
+      std::unique_ptr<RootDirHandle> handle(reinterpret_cast<RootDirHandle*>(fi->fh));
+    }
+    fuse_reply_err(req, 0);
+  }
+
+  static void ReadDirCommon(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
+                            fuse_file_info* fi, bool plus) {
+    LazyFs& fs = Fs(req);
+    size = std::min(size, kMaxIoSize);
+    std::vector<char> buf(size);
+    size_t used = 0;
+    // Entry k (k >= 0) of the listing: 0 ".", 1 "..", then the children. The offset of an entry
+    // is the index of the one after it.
+    auto add = [&](const char* name, const struct stat& st, off_t next,
+                   const fuse_entry_param* e) -> bool {
+      size_t need;
+      if (plus) {
+        fuse_entry_param copy;
+        if (e) {
+          copy = *e;
+        } else {
+          std::memset(&copy, 0, sizeof(copy));
+          copy.attr = st;
+        }
+        need = fuse_add_direntry_plus(req, buf.data() + used, size - used, name, &copy, next);
+      } else {
+        need = fuse_add_direntry(req, buf.data() + used, size - used, name, &st, next);
+      }
+      if (need > size - used) return false;
+      used += need;
+      return true;
+    };
+
+    if (ino == kRootIno) {
+      auto* handle = reinterpret_cast<RootDirHandle*>(fi->fh);
+      const off_t total = 2 + static_cast<off_t>(handle ? handle->entries.size() : 0);
+      for (off_t k = std::max<off_t>(offset, 0); k < total; ++k) {
+        struct stat st;
+        std::memset(&st, 0, sizeof(st));
+        const char* name;
+        if (k < 2) {
+          st = RootAttr();
+          name = k == 0 ? "." : "..";
+        } else {
+          const auto& entry = handle->entries[k - 2];
+          st.st_ino = entry.ino;
+          st.st_mode = entry.mode;
+          name = entry.name.c_str();
+        }
+        // No lookup reference is handed out for root entries (ino 0 in readdirplus): listing
+        // the store must not pin every cached path.
+        if (!add(name, st, k + 1, nullptr)) break;
+      }
+      fuse_reply_buf(req, buf.data(), used);
+      return;
+    }
+
+    auto path = fs.PathOf(ino);
+    if (!path) {
+      fuse_reply_err(req, ESTALE);
+      return;
+    }
+    const PathMeta& meta = *path->meta;
+    const uint32_t dir = NodeOfIno(ino);
+    if (dir >= meta.node_count() || meta.node(dir).type != PathMeta::Type::kDirectory) {
+      fuse_reply_err(req, ENOTDIR);
+      return;
+    }
+    const PathMeta::Node& d = meta.node(dir);
+    const off_t total = 2 + static_cast<off_t>(d.count);
+    for (off_t k = std::max<off_t>(offset, 0); k < total; ++k) {
+      if (k < 2) {
+        struct stat st;
+        std::memset(&st, 0, sizeof(st));
+        st.st_mode = S_IFDIR;
+        st.st_ino = k == 0 ? ino : (dir == 0 ? kRootIno : MakeIno(path->id, meta.node(dir).parent));
+        if (!add(k == 0 ? "." : "..", st, k + 1, nullptr)) break;
+        continue;
+      }
+      const uint32_t child = static_cast<uint32_t>(d.first + (k - 2));
+      std::string name(meta.name(child));
+      fuse_entry_param e = Entry(fs, meta, path->id, child);
+      if (!add(name.c_str(), e.attr, k + 1, plus ? &e : nullptr)) break;
+      if (plus) fs.Ref(path);  // each readdirplus entry counts as a lookup
+    }
+    fuse_reply_buf(req, buf.data(), used);
+  }
+
+  static void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+    ReadDirCommon(req, ino, size, off, fi, false);
+  }
+  static void ReadDirPlus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                          fuse_file_info* fi) {
+    ReadDirCommon(req, ino, size, off, fi, true);
+  }
+
+  static void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+    LazyFs& fs = Fs(req);
+    if ((fi->flags & O_ACCMODE) != O_RDONLY) {
+      fuse_reply_err(req, EROFS);
+      return;
+    }
+    if (ino == kRootIno) {
+      fuse_reply_err(req, EISDIR);
+      return;
+    }
+    auto known = fs.PathOf(ino);
+    if (!known) {
+      fuse_reply_err(req, ESTALE);
+      return;
+    }
+    const uint32_t node = NodeOfIno(ino);
+    if (node >= known->meta->node_count() ||
+        known->meta->node(node).type != PathMeta::Type::kRegular) {
+      fuse_reply_err(req, EISDIR);
+      return;
+    }
+    std::shared_ptr<CachedPath> live;
+    try {
+      live = fs.LivePath(PathIdOfIno(ino), known);
+    } catch (const std::exception& e) {
+      NLS_LOG(kError) << "opening " << known->path.FullPath() << ": " << e.what();
+      ReplyIoError(fs, req);
+      return;
+    }
+    if (!live) {
+      NLS_LOG(kError) << "opening " << known->path.FullPath()
+                      << ": the path was evicted and no substituter has it any more";
+      fuse_reply_err(req, ESTALE);
+      return;
+    }
+    auto file = std::make_unique<OpenFile>();
+    file->path = live;
+    file->node = node;
+    ++live->open_files;
+    ++fs.counters_.open_files;
+    fi->keep_cache = 1;
+    fi->noflush = 1;
+    fi->fh = reinterpret_cast<uint64_t>(file.get());
+    if (fuse_reply_open(req, fi) == 0) {
+      file.release();  // owned by the kernel's file handle until Release
+    } else {
+      --live->open_files;
+      --fs.counters_.open_files;
+    }
+  }
+
+  static void Release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+    LazyFs& fs = Fs(req);
+    std::unique_ptr<OpenFile> file(reinterpret_cast<OpenFile*>(fi->fh));
+    if (file) {
+      std::lock_guard lock(file->mu);
+      --file->path->open_files;
+      --fs.counters_.open_files;
+    }
+    fuse_reply_err(req, 0);
+  }
+
+  static void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse_file_info* fi) {
+    LazyFs& fs = Fs(req);
+    auto* file = reinterpret_cast<OpenFile*>(fi->fh);
+    size = std::min(size, kMaxIoSize);
+    thread_local std::vector<char> buf;
+    if (buf.size() < size) buf.resize(size);
+    std::shared_ptr<CachedPath> path;
+    {
+      std::lock_guard lock(file->mu);
+      path = file->path;
+    }
+    for (int attempt = 0;; ++attempt) {
+      try {
+        size_t n = fs.cache_.Read(*path, file->node, static_cast<uint64_t>(offset),
+                                  std::span<char>(buf.data(), size));
+        ++fs.counters_.reads;
+        fs.counters_.read_bytes += n;
+        fuse_reply_buf(req, buf.data(), n);
+        return;
+      } catch (const std::exception& e) {
+        NLS_LOG(kError) << "reading " << path->path.FullPath() << " (inode " << ino
+                        << ") at offset " << offset << ": " << e.what();
+        if (attempt > 0) break;
+      }
+      // The cache dropped the path (damaged chunk) or it went away: fetch it again, once.
+      std::shared_ptr<CachedPath> fresh;
+      try {
+        fresh = fs.lazy_.Get(path->path.hash_part());
+      } catch (const std::exception& e) {
+        NLS_LOG(kError) << "re-fetching " << path->path.FullPath() << ": " << e.what();
+      }
+      if (!fresh || fresh.get() == path.get()) break;
+      {
+        std::lock_guard lock(file->mu);
+        if (file->path == path) {
+          ++fresh->open_files;
+          --file->path->open_files;
+          file->path = fresh;
+        }
+        path = file->path;
+      }
+    }
+    ReplyIoError(fs, req);
+  }
+
+  static void StatFs(fuse_req_t req, fuse_ino_t) {
+    LazyFs& fs = Fs(req);
+    struct statvfs st;
+    std::memset(&st, 0, sizeof(st));
+    st.f_bsize = 4096;
+    st.f_frsize = 4096;
+    st.f_namemax = 255;
+    try {
+      CacheStats cs = fs.cache_.Stats();
+      st.f_blocks = (cs.bytes_used + 4095) / 4096;
+      st.f_files = cs.paths;
+    } catch (const std::exception& e) {
+      NLS_LOG(kWarn) << "statfs: " << e.what();
+    }
+    fuse_reply_statfs(req, &st);
+  }
+
+  static void GetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+    LazyFs& fs = Fs(req);
+    if (ino != kRootIno) {
+      fuse_reply_err(req, ENODATA);
+      return;
+    }
+    auto value = XattrValue(fs.Figures(), name);
+    if (!value) {
+      fuse_reply_err(req, ENODATA);
+      return;
+    }
+    if (size == 0) {
+      fuse_reply_xattr(req, value->size());
+    } else if (size < value->size()) {
+      fuse_reply_err(req, ERANGE);
+    } else {
+      fuse_reply_buf(req, value->data(), value->size());
+    }
+  }
+
+  static void ListXattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+    LazyFs& fs = Fs(req);
+    std::string names = ino == kRootIno ? XattrNameList(fs.Figures()) : std::string();
+    if (size == 0) {
+      fuse_reply_xattr(req, names.size());
+    } else if (size < names.size()) {
+      fuse_reply_err(req, ERANGE);
+    } else {
+      fuse_reply_buf(req, names.data(), names.size());
+    }
+  }
+};
+
+const fuse_lowlevel_ops& LazyFs::Ops() {
+  static const fuse_lowlevel_ops ops = [] {
+    fuse_lowlevel_ops o;
+    std::memset(&o, 0, sizeof(o));
+    o.init = Impl::Init;
+    o.lookup = Impl::Lookup;
+    o.forget = Impl::Forget;
+    o.forget_multi = Impl::ForgetMulti;
+    o.getattr = Impl::GetAttr;
+    o.readlink = Impl::ReadLink;
+    o.opendir = Impl::OpenDir;
+    o.readdir = Impl::ReadDir;
+    o.readdirplus = Impl::ReadDirPlus;
+    o.releasedir = Impl::ReleaseDir;
+    o.open = Impl::Open;
+    o.read = Impl::Read;
+    o.release = Impl::Release;
+    o.statfs = Impl::StatFs;
+    o.getxattr = Impl::GetXattr;
+    o.listxattr = Impl::ListXattr;
+    return o;
+  }();
+  return ops;
+}
+
+LazyFs::LazyFs(StoreCache& cache, Fetcher& fetcher, LazyStore& lazy, LazyFsOptions options)
+    : cache_(cache), fetcher_(fetcher), lazy_(lazy), options_(options) {}
+
+LazyFs::~LazyFs() { StopInvalidator(); }
+
+void LazyFs::Ref(const std::shared_ptr<CachedPath>& path, uint64_t n) {
+  std::lock_guard lock(mu_);
+  PathEntry& entry = paths_[path->id];
+  entry.nlookup += n;
+  if (!entry.path || entry.path->meta != path->meta) entry.path = path;
+}
+
+void LazyFs::Forget(uint64_t ino, uint64_t n) {
+  if (!IsPathIno(ino)) return;
+  std::lock_guard lock(mu_);
+  auto it = paths_.find(PathIdOfIno(ino));
+  if (it == paths_.end()) return;
+  if (it->second.nlookup <= n) {
+    paths_.erase(it);
+  } else {
+    it->second.nlookup -= n;
+  }
+}
+
+std::shared_ptr<CachedPath> LazyFs::PathOf(uint64_t ino) {
+  if (!IsPathIno(ino)) return nullptr;
+  const uint64_t id = PathIdOfIno(ino);
+  {
+    std::lock_guard lock(mu_);
+    auto it = paths_.find(id);
+    if (it != paths_.end()) return it->second.path;
+  }
+  return cache_.FindById(id);
+}
+
+std::shared_ptr<CachedPath> LazyFs::LivePath(uint64_t path_id,
+                                             const std::shared_ptr<CachedPath>& known) {
+  if (auto cached = cache_.FindById(path_id)) {
+    std::lock_guard lock(mu_);
+    auto it = paths_.find(path_id);
+    if (it != paths_.end()) it->second.path = cached;
+    return cached;
+  }
+  NLS_LOG(kInfo) << known->path.FullPath() << " was evicted while in use; fetching it again";
+  auto fresh = lazy_.Get(known->path.hash_part());
+  if (fresh && fresh->id == path_id) {
+    std::lock_guard lock(mu_);
+    auto it = paths_.find(path_id);
+    if (it != paths_.end()) it->second.path = fresh;
+    return fresh;
+  }
+  return nullptr;
+}
+
+void LazyFs::StartInvalidator(fuse_session* session) {
+  session_ = session;
+  cache_.SetEvictionListener([this](const CachedPath& path) {
+    {
+      std::lock_guard lock(inval_mu_);
+      inval_queue_.emplace_back(path.path.base_name(), path.id);
+    }
+    inval_cv_.notify_one();
+  });
+  invalidator_ = std::thread([this] {
+    std::unique_lock lock(inval_mu_);
+    while (true) {
+      inval_cv_.wait(lock, [&] { return inval_stop_ || !inval_queue_.empty(); });
+      if (inval_stop_) return;
+      auto [name, id] = std::move(inval_queue_.front());
+      inval_queue_.pop_front();
+      lock.unlock();
+      // Outside every lock: the kernel may wait for lookups in the root to finish.
+      int rc = fuse_lowlevel_notify_inval_entry(session_, kRootIno, name.data(), name.size());
+      if (rc != 0 && rc != -ENOENT) {
+        NLS_LOG(kDebug) << "invalidating /nix/store/" << name << ": " << std::strerror(-rc);
+      }
+      fuse_lowlevel_notify_inval_inode(session_, MakeIno(id, 0), 0, 0);
+      ++counters_.invalidations;
+      NLS_LOG(kDebug) << "evicted /nix/store/" << name;
+      lock.lock();
+    }
+  });
+}
+
+void LazyFs::StopInvalidator() {
+  if (!invalidator_.joinable()) return;
+  cache_.SetEvictionListener(nullptr);
+  {
+    std::lock_guard lock(inval_mu_);
+    inval_stop_ = true;
+  }
+  inval_cv_.notify_all();
+  invalidator_.join();
+}
+
+std::vector<Figure> LazyFs::Figures() {
+  CacheStats cs = cache_.Stats();
+  FetchStats fst = fetcher_.Stats();
+  LazyStoreStats ls = lazy_.Stats();
+  std::vector<Figure> f;
+  auto gauge = [&](const char* name, uint64_t v, const char* help) {
+    f.push_back({name, v, help, false});
+  };
+  auto counter = [&](const char* name, uint64_t v, const char* help) {
+    f.push_back({name, v, help, true});
+  };
+  gauge("paths_cached", cs.paths, "Store paths in the local cache.");
+  gauge("bytes_cached", cs.bytes_used, "Disk usage of the local cache in bytes.");
+  gauge("logical_bytes_cached", cs.logical_bytes, "Sum of file sizes of cached paths.");
+  gauge("chunks_cached", cs.chunks, "Distinct chunks in the local cache.");
+  counter("hits", cs.hits, "Lookups answered from the local cache.");
+  counter("misses", cs.misses, "Lookups not in the local cache.");
+  counter("evictions", cs.evictions, "Paths evicted from the local cache.");
+  counter("refetches", cs.refetches, "Paths dropped because a chunk failed verification.");
+  gauge("downloads_in_flight", fst.downloads_in_flight, "NAR downloads running now.");
+  counter("nar_downloads", fst.nar_downloads, "NAR downloads started.");
+  counter("narinfo_requests", fst.narinfo_requests, "narinfo requests sent.");
+  counter("bytes_fetched", fst.bytes_downloaded, "Compressed bytes downloaded.");
+  counter("retries", fst.retries, "Retried transfers.");
+  counter("paths_fetched", ls.fetched, "Store paths fetched and cached.");
+  counter("paths_prefetched", ls.prefetched, "Store paths fetched by the background prefetcher.");
+  counter("not_found", ls.not_found, "Lookups of paths no substituter has.");
+  counter("errors", fst.errors + ls.errors + counters_.io_errors.load(),
+          "Errors: failed transfers, failed fetches, EIO replies.");
+  counter("fetch_errors", ls.errors, "Fetches that failed (integrity, format, network).");
+  counter("io_errors", counters_.io_errors.load(), "EIO replies to the kernel.");
+  gauge("fetches_in_flight", ls.in_flight, "Store path fetches running now.");
+  gauge("prefetch_queued", ls.prefetch_queued, "Paths waiting for the prefetcher.");
+  counter("lookups", counters_.lookups.load(), "FUSE lookups.");
+  counter("reads", counters_.reads.load(), "FUSE reads.");
+  counter("read_bytes", counters_.read_bytes.load(), "Bytes returned by FUSE reads.");
+  gauge("open_files", counters_.open_files.load(), "Files open through the mount.");
+  counter("invalidations", counters_.invalidations.load(), "Kernel entry invalidations sent.");
+  return f;
+}
+
+}  // namespace nls

@@ -1,0 +1,112 @@
+// The FUSE low-level file system serving a lazy /nix/store.
+//
+// Root (inode 1): lookup of a name that is not a valid store path base name fails with ENOENT
+// at once; a cached path is served; any other is fetched through LazyStore (blocking only that
+// request). ENOENT replies in the root are not cached by the kernel, so a path pushed later
+// appears once the fetcher's negative TTL has passed. Fetch failures give EIO (logged by
+// LazyStore). readdir of the root lists the paths in the local cache.
+// Inside store paths everything is immutable: entries, attributes, negative entries and page
+// cache are kept by the kernel for a year (entry/attr timeouts, keep_cache, cache_readdir,
+// FUSE_CAP_CACHE_SYMLINKS).
+//
+// Lookup counts: the kernel's references are counted per store path (the sum over its inodes);
+// while non-zero, the file system keeps the path's CachedPath (and so its metadata) alive.
+// Eviction: the cache's listener queues the evicted path; an invalidation thread then tells the
+// kernel to drop the root entry and the path's root inode, so the next use fetches it again.
+// open() of an inode whose path was evicted fetches it again (same id, same inode numbers).
+// Open files count in CachedPath::open_files so eviction skips them.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "cache/lazy_store.h"
+#include "cache/store_cache.h"
+#include "fetch/fetcher.h"
+#include "fuse/figures.h"
+
+struct fuse_session;
+struct fuse_lowlevel_ops;
+
+namespace nls {
+
+struct LazyFsOptions {
+  double entry_timeout_s = 365.0 * 24 * 3600;  // store contents never change
+  double negative_root_timeout_s = 0;          // ENOENT in the root is not cached
+};
+
+class LazyFs {
+ public:
+  LazyFs(StoreCache& cache, Fetcher& fetcher, LazyStore& lazy, LazyFsOptions options = {});
+  ~LazyFs();  // StopInvalidator()
+  LazyFs(const LazyFs&) = delete;
+  LazyFs& operator=(const LazyFs&) = delete;
+
+  // The operation table; userdata for fuse_session_new must be this object.
+  static const fuse_lowlevel_ops& Ops();
+
+  // Starts the thread that sends kernel invalidations for evicted paths (needs the mounted
+  // session) and registers the cache's eviction listener.
+  void StartInvalidator(fuse_session* session);
+  void StopInvalidator();
+
+  // Everything status/xattrs/metrics show.
+  std::vector<Figure> Figures();
+
+  // Counters of the file system itself.
+  struct Counters {
+    std::atomic<uint64_t> lookups{0};
+    std::atomic<uint64_t> root_lookups{0};
+    std::atomic<uint64_t> io_errors{0};  // EIO replies
+    std::atomic<uint64_t> reads{0};
+    std::atomic<uint64_t> read_bytes{0};
+    std::atomic<uint64_t> open_files{0};
+    std::atomic<uint64_t> invalidations{0};
+  };
+  Counters& counters() { return counters_; }
+
+  // --- operation implementations (public for the C trampolines) ---
+  struct Impl;
+
+ private:
+  friend struct Impl;
+  struct PathEntry {
+    std::shared_ptr<CachedPath> path;
+    uint64_t nlookup = 0;
+  };
+
+  // Records `n` kernel references to `path` and keeps it alive.
+  void Ref(const std::shared_ptr<CachedPath>& path, uint64_t n = 1);
+  void Forget(uint64_t ino, uint64_t n);
+  // The path of a store path inode: the referenced one, else the cached one, else nullptr.
+  std::shared_ptr<CachedPath> PathOf(uint64_t ino);
+  // A path whose chunks are readable now: the cached one, refetched if it was evicted.
+  std::shared_ptr<CachedPath> LivePath(uint64_t path_id, const std::shared_ptr<CachedPath>& known);
+
+  StoreCache& cache_;
+  Fetcher& fetcher_;
+  LazyStore& lazy_;
+  const LazyFsOptions options_;
+  Counters counters_;
+
+  std::mutex mu_;
+  std::unordered_map<uint64_t, PathEntry> paths_;
+
+  // Invalidation queue.
+  std::mutex inval_mu_;
+  std::condition_variable inval_cv_;
+  std::deque<std::pair<std::string, uint64_t>> inval_queue_;  // base name, path id
+  bool inval_stop_ = false;
+  fuse_session* session_ = nullptr;
+  std::thread invalidator_;
+};
+
+}  // namespace nls

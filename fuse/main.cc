@@ -1,0 +1,40 @@
+// nix-lazy-store: a lazy, read-only /nix/store over FUSE. See `nix-lazy-store --help`.
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "fuse/cli.h"
+#include "fuse/commands.h"
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  nls::Command command;
+  try {
+    command = nls::ParseCommandLine(args);
+  } catch (const nls::Error& e) {
+    std::cerr << e.what() << "\n";
+    return 2;
+  }
+  return std::visit(
+      [](auto& c) -> int {
+        using T = std::decay_t<decltype(c)>;
+        if constexpr (std::is_same_v<T, nls::HelpCommand>) {
+          std::cout << c.text;
+          return 0;
+        } else if constexpr (std::is_same_v<T, nls::VersionCommand>) {
+          std::cout << "nix-lazy-store 0.1.0\n";
+          return 0;
+        } else if constexpr (std::is_same_v<T, nls::MountCommand>) {
+          return nls::RunMount(c);
+        } else if constexpr (std::is_same_v<T, nls::PrefetchCommand>) {
+          return nls::RunPrefetch(c);
+        } else if constexpr (std::is_same_v<T, nls::StatusCommand>) {
+          return nls::RunStatus(c);
+        } else if constexpr (std::is_same_v<T, nls::GcCommand>) {
+          return nls::RunGc(c);
+        } else {
+          return nls::RunFsck(c);
+        }
+      },
+      command);
+}

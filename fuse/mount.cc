@@ -1,0 +1,237 @@
+// `nix-lazy-store mount`: daemonisation, readiness, signals, and the FUSE session.
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <memory>
+#include <thread>
+
+#include "cache/lazy_store.h"
+#include "cache/store_cache.h"
+#include "fetch/error.h"
+#include "fetch/fetcher.h"
+#include "fetch/log.h"
+#include "fuse/commands.h"
+#include "fuse/fuse_api.h"
+#include "fuse/lazy_fs.h"
+#include "fuse/metrics_server.h"
+#include "fuse/store_config.h"
+
+namespace nls {
+namespace {
+
+// Signal used to wake the session loop's main thread after fuse_session_exit().
+constexpr int kWakeSignal = SIGUSR1;
+
+void NoopHandler(int) {}
+
+struct SessionDeleter {
+  void operator()(fuse_session* se) const { fuse_session_destroy(se); }
+};
+
+// Writes the readiness byte (0 = mounted) to the parent and closes the pipe.
+void SignalParent(int& fd, char status) {
+  if (fd < 0) return;
+  (void)!::write(fd, &status, 1);
+  ::close(fd);
+  fd = -1;
+}
+
+void RedirectToDevNull(int target_fd, int flags) {
+  int fd = ::open("/dev/null", flags | O_CLOEXEC);
+  if (fd >= 0) {
+    ::dup2(fd, target_fd);
+    ::close(fd);
+  }
+}
+
+// The mounted daemon (runs in the child when detaching).
+int Serve(const MountCommand& cmd, const StoreSetup& setup, int& ready_fd) {
+  // Signals: SIGINT/SIGTERM/SIGHUP are taken by a dedicated thread (sigwait), so no other
+  // thread (curl, workers) is ever interrupted by them. Block them before any thread starts.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+  struct sigaction sa;
+  std::memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = NoopHandler;  // no SA_RESTART: interrupts the loop's sem_wait
+  sigaction(kWakeSignal, &sa, nullptr);
+
+  std::unique_ptr<StoreCache> cache;
+  std::unique_ptr<Fetcher> fetcher;
+  try {
+    cache = StoreCache::Open(setup.cache);
+    fetcher = Fetcher::Create(setup.fetch);
+  } catch (const std::exception& e) {
+    NLS_LOG(kError) << "mount " << cmd.mountpoint << ": " << e.what();
+    return 1;
+  }
+  LazyStoreOptions lazy_options;
+  lazy_options.prefetch_references = cmd.store.prefetch_references;
+  LazyStore lazy(*cache, *fetcher, lazy_options);
+  LazyFsOptions fs_options;
+  LazyFs fs(*cache, *fetcher, lazy, fs_options);
+
+  std::string mount_opts = "fsname=nix-lazy-store,subtype=nix-lazy-store,ro,default_permissions";
+  if (cmd.allow_other) mount_opts += ",allow_other";
+  const char* argv[] = {"nix-lazy-store", "-o", mount_opts.c_str()};
+  fuse_args args = FUSE_ARGS_INIT(3, const_cast<char**>(argv));
+  std::unique_ptr<fuse_session, SessionDeleter> session(
+      fuse_session_new(&args, &LazyFs::Ops(), sizeof(fuse_lowlevel_ops), &fs));
+  fuse_opt_free_args(&args);
+  if (!session) {
+    NLS_LOG(kError) << "mount " << cmd.mountpoint << ": could not create the FUSE session";
+    return 1;
+  }
+  if (fuse_session_mount(session.get(), cmd.mountpoint.c_str()) != 0) {
+    NLS_LOG(kError) << "mount " << cmd.mountpoint
+                    << ": mounting failed (is /dev/fuse usable and the directory present?)";
+    return 1;
+  }
+  fs.StartInvalidator(session.get());
+
+  std::unique_ptr<MetricsServer> metrics;
+  if (!cmd.metrics_listen.empty()) {
+    try {
+      metrics = std::make_unique<MetricsServer>(ParseListenAddress(cmd.metrics_listen),
+                                                [&fs] { return PrometheusText(fs.Figures()); });
+    } catch (const std::exception& e) {
+      NLS_LOG(kError) << e.what();
+      fs.StopInvalidator();
+      fuse_session_unmount(session.get());
+      return 1;
+    }
+  }
+  for (const std::string& pin : setup.cache.pins) {
+    lazy.Prefetch(std::string_view(pin).substr(0, StorePath::kHashLength));
+  }
+
+  // The signal thread: cancel downloads, make the loop exit, wake its main thread.
+  const pthread_t main_thread = pthread_self();
+  std::atomic<bool> loop_done{false};
+  std::thread signal_thread([&] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    if (loop_done) return;
+    NLS_LOG(kInfo) << "got " << strsignal(sig) << ": cancelling downloads and unmounting "
+                   << cmd.mountpoint;
+    NotifySystemd("STOPPING=1");
+    fetcher->Cancel();
+    fuse_session_exit(session.get());
+    pthread_kill(main_thread, kWakeSignal);
+  });
+
+  NLS_LOG(kInfo) << "mounted " << cmd.mountpoint << " (cache " << setup.cache.dir << ", "
+                 << setup.fetch.substituters.size() << " substituter(s)"
+                 << (setup.nix_conf_used.empty() ? "" : ", nix.conf " + setup.nix_conf_used)
+                 << (metrics ? ", metrics on port " + std::to_string(metrics->port()) : "") << ")";
+  SignalParent(ready_fd, 0);
+  NotifySystemd("READY=1\nMAINPID=" + std::to_string(::getpid()));
+
+  fuse_loop_config* loop_config = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_max_threads(loop_config, 64);
+  fuse_loop_cfg_set_idle_threads(loop_config, 8);
+  const int rc = fuse_session_loop_mt(session.get(), loop_config);
+  fuse_loop_cfg_destroy(loop_config);
+
+  loop_done = true;
+  pthread_kill(signal_thread.native_handle(), SIGTERM);  // wakes sigwait if still waiting
+  signal_thread.join();
+  fetcher->Cancel();
+  lazy.Shutdown();
+  fs.StopInvalidator();
+  metrics.reset();
+  fuse_session_unmount(session.get());
+  NLS_LOG(kInfo) << "unmounted " << cmd.mountpoint;
+  return rc < 0 ? 1 : 0;
+}
+
+}  // namespace
+
+int RunMount(const MountCommand& command) {
+  MountCommand cmd = command;
+  if (char* real = ::realpath(command.mountpoint.c_str(), nullptr)) {
+    cmd.mountpoint = real;
+    std::free(real);
+  }
+  if (cmd.store.log_level) SetLogLevel(*cmd.store.log_level);
+  if (!cmd.log_file.empty()) {
+    int fd = ::open(cmd.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      std::cerr << "nix-lazy-store mount: --log-file " << Quoted(cmd.log_file) << ": "
+                << std::strerror(errno) << "\n";
+      return 2;
+    }
+    ::dup2(fd, STDERR_FILENO);
+    ::close(fd);
+  }
+  StoreSetup setup;
+  try {
+    setup = BuildStoreSetup(cmd.store);
+  } catch (const Error& e) {
+    std::cerr << "nix-lazy-store mount: " << e.what() << "\n";
+    return 2;
+  }
+  struct stat st;
+  if (::stat(cmd.mountpoint.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    std::cerr << "nix-lazy-store mount: mount point " << Quoted(cmd.mountpoint)
+              << " is not a directory\n";
+    return 1;
+  }
+  if (cmd.foreground) {
+    int no_parent = -1;
+    return Serve(cmd, setup, no_parent);
+  }
+
+  // Detach: fork before any thread exists; the child reports readiness through a pipe.
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    std::cerr << "nix-lazy-store mount: pipe: " << std::strerror(errno) << "\n";
+    return 1;
+  }
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    std::cerr << "nix-lazy-store mount: fork: " << std::strerror(errno) << "\n";
+    return 1;
+  }
+  if (pid == 0) {
+    ::close(fds[0]);
+    ::setsid();
+    RedirectToDevNull(STDIN_FILENO, O_RDONLY);
+    RedirectToDevNull(STDOUT_FILENO, O_WRONLY);
+    if (::chdir("/") != 0) {
+      // Harmless: only keeps a directory busy.
+    }
+    int ready_fd = fds[1];
+    int rc = Serve(cmd, setup, ready_fd);
+    SignalParent(ready_fd, 1);
+    ::_exit(rc);
+  }
+  ::close(fds[1]);
+  char status = 1;
+  ssize_t n;
+  do {
+    n = ::read(fds[0], &status, 1);
+  } while (n < 0 && errno == EINTR);
+  ::close(fds[0]);
+  if (n == 1 && status == 0) return 0;
+  int wstatus = 0;
+  ::waitpid(pid, &wstatus, 0);
+  std::cerr << "nix-lazy-store mount: could not mount " << cmd.mountpoint
+            << " (see the messages above)\n";
+  return 1;
+}
+
+}  // namespace nls
