@@ -6,6 +6,7 @@
 #   deps        packaging/install-deps.sh (apt packages; a no-op when all are installed)
 #   build       cmake + ninja (RelWithDebInfo) in build/
 #   ctest       every test in build/ (unit + integration: real Nix, nginx, FUSE in `unshare -m`)
+#   demo        packaging/demo/demo.py with build/'s binary (what packaging/demo/run.sh runs)
 #   asan-build  build with -DNLS_SANITIZE=ON (ASan + UBSan) in build-asan/
 #   asan-unit   ctest -L unit in build-asan/
 #   asan-integ  ctest -L integration in build-asan/ (the daemon itself runs under ASan/UBSan)
@@ -117,6 +118,11 @@ s_ctest() {
   run_ctest "$P"
 }
 
+s_demo() {  # the README's first command, minus install/build (done above)
+  python3 packaging/demo/demo.py --binary "$P/fuse/nix-lazy-store" \
+    --workdir /var/tmp/nix-lazy-store-demo-test
+}
+
 s_asan_build() {
   configure_and_build "$P-asan" -DNLS_SANITIZE=ON -DNLS_FUZZ=OFF -DNLS_BENCH=OFF
 }
@@ -198,8 +204,10 @@ if [ $deps_rc -eq 0 ]; then
   build_rc=$?
   if [ $build_rc -eq 0 ]; then
     section ctest s_ctest
+    section demo s_demo
   else
     not_run ctest "build failed"
+    not_run demo "build failed"
   fi
   section asan-build s_asan_build
   asan_rc=$?
@@ -222,7 +230,7 @@ if [ $deps_rc -eq 0 ]; then
     not_run fuzz "fuzz-build failed"
   fi
 else
-  for s in build ctest asan-build asan-unit fuzz-build fuzz; do not_run "$s" "deps failed"; done
+  for s in build ctest demo asan-build asan-unit fuzz-build fuzz; do not_run "$s" "deps failed"; done
 fi
 section format s_format
 
