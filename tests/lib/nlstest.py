@@ -562,6 +562,8 @@ class MountNamespace:
     """A private mount namespace held by a sleeping process (see module docstring)."""
 
     def __init__(self):
+        # A fresh machine has no /nix/store before the first nix-build; the mount point must exist.
+        os.makedirs(STORE_DIR, mode=0o1775, exist_ok=True)
         self.holder = subprocess.Popen(
             ["unshare", "-m", "--propagation", "private", "--", "sleep", "infinity"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
