@@ -27,10 +27,10 @@ class Hash {
 
   const std::array<uint8_t, kSize>& bytes() const { return bytes_; }
 
-  std::string ToNix32() const;        // 52 chars, no prefix
-  std::string ToBase16() const;       // 64 lowercase hex chars, no prefix
-  std::string ToBase64() const;       // 44 chars, no prefix
-  std::string ToNixString() const {   // "sha256:<nix32>", the form narinfos and fingerprints use
+  std::string ToNix32() const;       // 52 chars, no prefix
+  std::string ToBase16() const;      // 64 lowercase hex chars, no prefix
+  std::string ToBase64() const;      // 44 chars, no prefix
+  std::string ToNixString() const {  // "sha256:<nix32>", the form narinfos and fingerprints use
     return "sha256:" + ToNix32();
   }
   std::string ToSri() const { return "sha256-" + ToBase64(); }

@@ -15,7 +15,8 @@ class PublicKey {
  public:
   static PublicKey Parse(std::string_view text);  // throws FormatError
   const std::string& name() const { return name_; }
-  // True if `sig` ("<name>:<base64 64 bytes>") is by this key (same name) and verifies over `message`.
+  // True if `sig` ("<name>:<base64 64 bytes>") is by this key (same name) and verifies over
+  // `message`. A malformed signature is simply false (never throws).
   bool Verify(std::string_view message, std::string_view sig) const;
   std::string ToString() const;
 
@@ -48,7 +49,8 @@ class TrustedKeys {
   bool empty() const { return keys_.empty(); }
   const std::vector<PublicKey>& keys() const { return keys_; }
 
-  // True if at least one signature of `info` verifies over its fingerprint.
+  // True if at least one signature of `info` verifies over its fingerprint. No keys or no Sig
+  // lines: false. Unlike Nix, content-addressed (CA) paths are not trusted without a signature.
   bool Verifies(const NarInfo& info, std::string_view store_dir = kDefaultStoreDir) const;
 
  private:
