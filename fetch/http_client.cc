@@ -2,6 +2,7 @@
 
 #include <curl/curl.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -73,6 +74,12 @@ struct Transfer {
   std::exception_ptr exception;
   uint64_t body_bytes = 0;
   std::string error_body;  // first bytes of a non-2xx body
+  // Stall detection: libcurl's LOW_SPEED_* averages over a ~5 s window, too coarse for short
+  // timeouts, so the progress callback aborts when dlnow has not moved for `stall_timeout`.
+  std::chrono::steady_clock::duration stall_timeout{};
+  std::chrono::steady_clock::time_point last_progress = std::chrono::steady_clock::now();
+  curl_off_t last_dlnow = -1;
+  bool stalled = false;
 };
 
 size_t HeaderCallback(char* data, size_t size, size_t nitems, void* user) {
@@ -132,9 +139,18 @@ size_t WriteCallback(char* data, size_t size, size_t nmemb, void* user) {
   return n;
 }
 
-int XferInfoCallback(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+int XferInfoCallback(void* user, curl_off_t, curl_off_t dlnow, curl_off_t, curl_off_t) {
   auto* t = static_cast<Transfer*>(user);
-  return (t->cancel != nullptr && t->cancel->load(std::memory_order_relaxed)) ? 1 : 0;
+  if (t->cancel != nullptr && t->cancel->load(std::memory_order_relaxed)) return 1;
+  auto now = std::chrono::steady_clock::now();
+  if (dlnow != t->last_dlnow) {
+    t->last_dlnow = dlnow;
+    t->last_progress = now;
+  } else if (now - t->last_progress > t->stall_timeout) {
+    t->stalled = true;
+    return 1;
+  }
+  return 0;
 }
 
 // Printable version of an error body for a log line.
@@ -247,9 +263,8 @@ TransferResult HttpClient::Get(const std::string& url, uint64_t range_start, Bod
   }
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
                    static_cast<long>(std::max(1.0, o.connect_timeout_s * 1000)));
-  curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-  curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME,
-                   static_cast<long>(std::max(1.0, std::ceil(o.stalled_timeout_s))));
+  t.stall_timeout = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::duration<double>(std::max(0.1, o.stalled_timeout_s)));
   curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 128L * 1024);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &WriteCallback);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
@@ -272,6 +287,12 @@ TransferResult HttpClient::Get(const std::string& url, uint64_t range_start, Bod
   }
   TransferResult r;
   r.body_bytes = t.body_bytes;
+  if (rc == CURLE_ABORTED_BY_CALLBACK && t.stalled) {
+    r.status = TransferStatus::kTransient;
+    r.error = "GET " + url + ": stalled: no data received for " +
+              std::to_string(static_cast<int>(std::ceil(o.stalled_timeout_s))) + " s";
+    return r;
+  }
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.http_status);
   curl_off_t retry_after = -1;
   if (curl_easy_getinfo(c, CURLINFO_RETRY_AFTER, &retry_after) == CURLE_OK && retry_after > 0) {

@@ -7,8 +7,8 @@
 // $NIX_SSL_CERT_FILE, else $SSL_CERT_FILE, else libcurl's default); HTTP/2 where offered over TLS;
 // keep-alive; redirects followed; credentials from `netrc_file` when given; proxies from the
 // environment (http_proxy, https_proxy, all_proxy, no_proxy: libcurl's default behaviour);
-// connect timeout; a transfer that receives nothing for `stalled_timeout_s` is aborted
-// (CURLOPT_LOW_SPEED_*).
+// connect timeout; a transfer that receives nothing for `stalled_timeout_s` (checked in the
+// progress callback, about once a second or more often) is aborted as a transient failure.
 #pragma once
 
 #include <atomic>
@@ -25,7 +25,7 @@ struct HttpClientOptions {
   std::string ssl_cert_file;  // empty: environment / libcurl default
   std::string netrc_file;     // empty: no netrc
   double connect_timeout_s = 10;
-  double stalled_timeout_s = 30;  // rounded up to whole seconds (libcurl's granularity), min 1
+  double stalled_timeout_s = 30;  // min 0.1
   std::string user_agent = "nix-lazy-store/0.1";
 };
 
