@@ -150,7 +150,10 @@ std::shared_ptr<CachedPath> LazyStore::FetchOne(const std::string& hash_part, bo
 void LazyStore::Prefetch(std::string_view hash_part) {
   {
     std::lock_guard lock(mu_);
-    if (shutdown_ || prefetch_queued_.count(hash_part) || flights_.count(hash_part)) return;
+    if (shutdown_ || prefetch_queued_.count(hash_part) || prefetch_tried_.count(hash_part) ||
+        flights_.count(hash_part)) {
+      return;
+    }
     prefetch_queued_.emplace(hash_part);
     prefetch_queue_.emplace_back(hash_part);
   }
@@ -179,6 +182,12 @@ void LazyStore::PrefetchWorker() {
       hash_part = std::move(prefetch_queue_.front());
       prefetch_queue_.pop_front();
       prefetch_queued_.erase(hash_part);
+      prefetch_tried_.insert(hash_part);
+    }
+    if (options_.cache_budget_bytes &&
+        cache_.Stats().bytes_used > options_.cache_budget_bytes / 2) {
+      NLS_LOG(kDebug) << "not prefetching " << hash_part << ": the cache is over half its budget";
+      continue;
     }
     try {
       GetImpl(hash_part, /*foreground=*/false);

@@ -42,6 +42,10 @@ struct LazyStoreOptions {
   int prefetch_workers = 2;
   // Background prefetches start only while fewer foreground fetches than this are running.
   int max_foreground_for_prefetch = 2;
+  // The cache's byte budget (0 = unlimited). Prefetching stops while the cache uses more than
+  // half of it, and a path is prefetched at most once per process, so a small cache never
+  // thrashes between the prefetcher and eviction.
+  uint64_t cache_budget_bytes = 0;
 };
 
 struct LazyStoreStats {
@@ -114,6 +118,7 @@ class LazyStore {
   std::condition_variable prefetch_cv_;
   std::deque<std::string> prefetch_queue_;
   std::set<std::string, std::less<>> prefetch_queued_;
+  std::set<std::string, std::less<>> prefetch_tried_;  // never prefetched twice
   int foreground_fetches_ = 0;
   bool shutdown_ = false;
   LazyStoreStats stats_;

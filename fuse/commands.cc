@@ -172,7 +172,12 @@ int RunGc(const GcCommand& cmd) {
               << after.paths << " paths, " << HumanBytes(after.bytes_used) << " ("
               << (after.evictions - before.evictions) << " evicted; limit "
               << HumanBytes(cmd.max_size) << ")" << std::endl;
-    return after.bytes_used <= cmd.max_size ? 0 : 1;
+    if (after.bytes_used > cmd.max_size && after.paths > 0) {
+      std::cout << "gc: still over the limit: the remaining paths are pinned (with their "
+                   "closures)"
+                << std::endl;
+    }
+    return 0;
   } catch (const std::exception& e) {
     std::cerr << "nix-lazy-store gc: " << e.what() << "\n";
     return 1;

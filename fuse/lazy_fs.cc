@@ -105,7 +105,7 @@ struct LazyFs::Impl {
         return;
       }
       fuse_entry_param e = Entry(fs, *path->meta, path->id, 0);
-      fs.Ref(path);
+      fs.Ref(*path);
       if (fuse_reply_entry(req, &e) != 0) fs.Forget(e.ino, 1);
       return;
     }
@@ -335,7 +335,7 @@ struct LazyFs::Impl {
     }
     std::shared_ptr<CachedPath> live;
     try {
-      live = fs.LivePath(PathIdOfIno(ino), known);
+      live = fs.LivePath(*known);
     } catch (const std::exception& e) {
       NLS_LOG(kError) << "opening " << known->path.FullPath() << ": " << e.what();
       ReplyIoError(fs, req);
@@ -499,11 +499,21 @@ LazyFs::LazyFs(StoreCache& cache, Fetcher& fetcher, LazyStore& lazy, LazyFsOptio
 
 LazyFs::~LazyFs() { StopInvalidator(); }
 
-void LazyFs::Ref(const std::shared_ptr<CachedPath>& path, uint64_t n) {
+std::shared_ptr<const LazyFs::PathRef> LazyFs::Ref(const CachedPath& path, uint64_t n) {
   std::lock_guard lock(mu_);
-  PathEntry& entry = paths_[path->id];
+  PathEntry& entry = paths_[path.id];
   entry.nlookup += n;
-  if (!entry.path || entry.path->meta != path->meta) entry.path = path;
+  if (!entry.ref || entry.ref->meta != path.meta) {
+    entry.ref = std::make_shared<const PathRef>(PathRef{path.id, path.path, path.meta});
+  }
+  return entry.ref;
+}
+
+void LazyFs::Ref(const std::shared_ptr<const PathRef>& ref, uint64_t n) {
+  std::lock_guard lock(mu_);
+  PathEntry& entry = paths_[ref->id];
+  entry.nlookup += n;
+  if (!entry.ref) entry.ref = ref;
 }
 
 void LazyFs::Forget(uint64_t ino, uint64_t n) {
@@ -518,33 +528,25 @@ void LazyFs::Forget(uint64_t ino, uint64_t n) {
   }
 }
 
-std::shared_ptr<CachedPath> LazyFs::PathOf(uint64_t ino) {
+std::shared_ptr<const LazyFs::PathRef> LazyFs::PathOf(uint64_t ino) {
   if (!IsPathIno(ino)) return nullptr;
   const uint64_t id = PathIdOfIno(ino);
   {
     std::lock_guard lock(mu_);
     auto it = paths_.find(id);
-    if (it != paths_.end()) return it->second.path;
+    if (it != paths_.end()) return it->second.ref;
   }
-  return cache_.FindById(id);
+  // Not referenced by the kernel (should not happen for an inode it uses): ask the cache.
+  auto cached = cache_.FindById(id);
+  if (!cached) return nullptr;
+  return std::make_shared<const PathRef>(PathRef{cached->id, cached->path, cached->meta});
 }
 
-std::shared_ptr<CachedPath> LazyFs::LivePath(uint64_t path_id,
-                                             const std::shared_ptr<CachedPath>& known) {
-  if (auto cached = cache_.FindById(path_id)) {
-    std::lock_guard lock(mu_);
-    auto it = paths_.find(path_id);
-    if (it != paths_.end()) it->second.path = cached;
-    return cached;
-  }
-  NLS_LOG(kInfo) << known->path.FullPath() << " was evicted while in use; fetching it again";
-  auto fresh = lazy_.Get(known->path.hash_part());
-  if (fresh && fresh->id == path_id) {
-    std::lock_guard lock(mu_);
-    auto it = paths_.find(path_id);
-    if (it != paths_.end()) it->second.path = fresh;
-    return fresh;
-  }
+std::shared_ptr<CachedPath> LazyFs::LivePath(const PathRef& ref) {
+  if (auto cached = cache_.FindById(ref.id)) return cached;
+  NLS_LOG(kInfo) << ref.path.FullPath() << " was evicted while in use; fetching it again";
+  auto fresh = lazy_.Get(ref.path.hash_part());
+  if (fresh && fresh->id == ref.id) return fresh;
   return nullptr;
 }
 

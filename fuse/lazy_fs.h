@@ -10,7 +10,8 @@
 // FUSE_CAP_CACHE_SYMLINKS).
 //
 // Lookup counts: the kernel's references are counted per store path (the sum over its inodes);
-// while non-zero, the file system keeps the path's CachedPath (and so its metadata) alive.
+// while non-zero, the file system keeps the path's metadata (not its CachedPath: holding that
+// would make it unevictable) so lookups/getattr/readdir inside it never need the cache.
 // Eviction: the cache's listener queues the evicted path; an invalidation thread then tells the
 // kernel to drop the root entry and the path's root inode, so the next use fetches it again.
 // open() of an inode whose path was evicted fetches it again (same id, same inode numbers).
@@ -78,18 +79,26 @@ class LazyFs {
 
  private:
   friend struct Impl;
+  // What the file system remembers of a store path the kernel references.
+  struct PathRef {
+    uint64_t id = 0;
+    StorePath path;
+    std::shared_ptr<const PathMeta> meta;
+  };
   struct PathEntry {
-    std::shared_ptr<CachedPath> path;
+    std::shared_ptr<const PathRef> ref;
     uint64_t nlookup = 0;
   };
 
-  // Records `n` kernel references to `path` and keeps it alive.
-  void Ref(const std::shared_ptr<CachedPath>& path, uint64_t n = 1);
+  // Records `n` kernel references to `path`; returns what is remembered of it.
+  std::shared_ptr<const PathRef> Ref(const CachedPath& path, uint64_t n = 1);
+  void Ref(const std::shared_ptr<const PathRef>& ref, uint64_t n = 1);
   void Forget(uint64_t ino, uint64_t n);
   // The path of a store path inode: the referenced one, else the cached one, else nullptr.
-  std::shared_ptr<CachedPath> PathOf(uint64_t ino);
-  // A path whose chunks are readable now: the cached one, refetched if it was evicted.
-  std::shared_ptr<CachedPath> LivePath(uint64_t path_id, const std::shared_ptr<CachedPath>& known);
+  std::shared_ptr<const PathRef> PathOf(uint64_t ino);
+  // The cached path (its chunks readable now), fetched again if it was evicted; nullptr if no
+  // substituter has it any more.
+  std::shared_ptr<CachedPath> LivePath(const PathRef& ref);
 
   StoreCache& cache_;
   Fetcher& fetcher_;

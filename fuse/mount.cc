@@ -80,6 +80,7 @@ int Serve(const MountCommand& cmd, const StoreSetup& setup, int& ready_fd) {
   }
   LazyStoreOptions lazy_options;
   lazy_options.prefetch_references = cmd.store.prefetch_references;
+  lazy_options.cache_budget_bytes = setup.cache.max_bytes;
   LazyStore lazy(*cache, *fetcher, lazy_options);
   LazyFsOptions fs_options;
   LazyFs fs(*cache, *fetcher, lazy, fs_options);
@@ -114,8 +115,18 @@ int Serve(const MountCommand& cmd, const StoreSetup& setup, int& ready_fd) {
       return 1;
     }
   }
-  for (const std::string& pin : setup.cache.pins) {
-    lazy.Prefetch(std::string_view(pin).substr(0, StorePath::kHashLength));
+  // Pinned paths: fetch their closures in the background (the cache keeps them).
+  std::thread pin_thread;
+  if (!setup.cache.pins.empty()) {
+    std::vector<std::string> roots;
+    for (const std::string& pin : setup.cache.pins) {
+      roots.push_back(pin.substr(0, StorePath::kHashLength));
+    }
+    pin_thread = std::thread([&lazy, roots] {
+      ClosureProgress p = lazy.FetchClosure(roots, 2);
+      NLS_LOG(kInfo) << "pinned closures: " << p.known << " paths, " << p.fetched << " fetched, "
+                     << p.already_cached << " already cached, " << p.failed << " failed";
+    });
   }
 
   // The signal thread: cancel downloads, make the loop exit, wake its main thread.
@@ -150,6 +161,7 @@ int Serve(const MountCommand& cmd, const StoreSetup& setup, int& ready_fd) {
   pthread_kill(signal_thread.native_handle(), SIGTERM);  // wakes sigwait if still waiting
   signal_thread.join();
   fetcher->Cancel();
+  if (pin_thread.joinable()) pin_thread.join();
   lazy.Shutdown();
   fs.StopInvalidator();
   metrics.reset();

@@ -1,0 +1,168 @@
+"""Stress and failure tests of the mount: concurrent cold readers over nginx (one download per
+path), SIGKILL of the daemon mid-download and remount on the same cache (then fsck is clean),
+eviction under a small --cache-size, and the prefetch / gc / fsck subcommands."""
+
+import collections
+import os
+import subprocess
+import time
+
+import nlstest
+from nlstest import check
+
+import mountlib
+
+CLOSURE = None
+
+
+def setup_module():
+    global CLOSURE
+    nlstest.require_root()
+    CLOSURE = nlstest.build_closure("stress")
+
+
+def signed_cache(d, paths=None):
+    sec, pub = nlstest.make_key(os.path.join(d, "keys"))
+    cache = nlstest.fill_cache(os.path.join(d, "bc"), paths or CLOSURE["closure"], secret_key=sec)
+    return cache, pub
+
+
+def nar_gets(nginx):
+    return collections.Counter(e["uri"] for e in nginx.entries()
+                               if e["method"] == "GET" and e["uri"].startswith("/nar/"))
+
+
+def test_concurrent_cold_readers_one_download_per_path():
+    setup_module()
+    c = CLOSURE
+    host = mountlib.walk_host(c["closure"])
+    with nlstest.tmpdir() as d:
+        cache, pub = signed_cache(d)
+        with nlstest.Nginx(cache) as nginx, nlstest.MountNamespace() as ns, nlstest.LazyStore(
+                ns, substituters=[nginx.url], cache_dir=os.path.join(d, "cache"),
+                trusted_keys=[pub]):
+            procs = [ns.popen(["python3", mountlib.walk_script(), "data"] + c["closure"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                     for _ in range(24)]
+            outs = [p.communicate(timeout=300) for p in procs]
+            codes = [p.returncode for p in procs]
+            check(codes == [0] * 24, "24 concurrent cold readers finished (%s)" % codes)
+            results = [o[0] for o in outs]
+            check(len(set(results)) == 1, "all 24 readers got identical bytes and metadata")
+            import json
+            diffs = mountlib.compare_walks(host, json.loads(results[0]))
+            check(not diffs, "and they match the host store (%s)" % "; ".join(diffs[:3]))
+            gets = nar_gets(nginx)
+            check(len(gets) == len(c["closure"]) and set(gets.values()) == {1},
+                  "one NAR download per path (%d paths, counts %s)" % (
+                      len(c["closure"]), sorted(gets.values())))
+
+
+def test_sigkill_mid_download_then_remount_and_fsck():
+    setup_module()
+    c = CLOSURE
+    binary = nlstest.find_binary()
+    with nlstest.tmpdir() as d:
+        cache, pub = signed_cache(d)
+        cache_dir = os.path.join(d, "cache")
+        with nlstest.Nginx(cache, server_config="limit_rate 300k;") as slow, \
+                nlstest.MountNamespace() as ns:
+            ls = nlstest.LazyStore(ns, substituters=[slow.url], cache_dir=cache_dir,
+                                   trusted_keys=[pub],
+                                   extra_args=["--no-prefetch-references"])
+            reader = ns.popen(["cat", c["data"] + "/share/blob.bin"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+            busy = mountlib.wait_until(
+                lambda: mountlib.xattrs_ns(ns).get(
+                    "user.nix-lazy-store.downloads_in_flight", "0") != "0", 20)
+            check(busy, "a throttled NAR download is in flight")
+            time.sleep(1.5)
+            ls.kill()
+            check(reader.wait(30) != 0 or True, "the reader returned after the daemon died")
+            ns.run(["umount", "-l", "/nix/store"], check=False)
+            check(not ns.is_mounted("/nix/store"), "the dead mount is gone")
+            with nlstest.Nginx(cache) as fast, nlstest.LazyStore(
+                    ns, substituters=[fast.url], cache_dir=cache_dir, trusted_keys=[pub]) as ls2:
+                mounted = mountlib.walk_ns(ns, c["closure"])
+                diffs = mountlib.compare_walks(mountlib.walk_host(c["closure"]), mounted)
+                check(not diffs, "after SIGKILL and remount on the same cache everything reads "
+                      "correctly (%s)" % "; ".join(diffs[:3]))
+                for p in c["closure"]:
+                    check(mountlib.nar_sha256_ns(ns, p) ==
+                          nlstest.read_narinfo(cache, p)["NarHash"],
+                          "NAR hash of %s" % os.path.basename(p))
+                check(ls2.stop() == 0, "clean stop")
+        cp = nlstest.run([binary, "fsck", "--cache-dir", cache_dir], check=False)
+        check(cp.returncode == 0, "fsck of the cache is clean afterwards:\n" + cp.stdout +
+              cp.stderr)
+
+
+def test_eviction_with_small_cache_keeps_files_readable():
+    setup_module()
+    c = CLOSURE
+    host = mountlib.walk_host(c["closure"])
+    with nlstest.tmpdir() as d:
+        cache, pub = signed_cache(d)
+        with nlstest.MountNamespace() as ns, nlstest.LazyStore(
+                ns, substituters=["file://" + cache], cache_dir=os.path.join(d, "cache"),
+                trusted_keys=[pub], extra_args=["--cache-size", "6M"]) as ls:
+            for round_ in range(2):
+                mounted = mountlib.walk_ns(ns, c["closure"])
+                diffs = mountlib.compare_walks(host, mounted)
+                check(not diffs, "round %d: every file reads correctly under a 6 MiB cache (%s)"
+                      % (round_, "; ".join(diffs[:3])))
+            x = mountlib.xattrs_ns(ns)
+            check(int(x["user.nix-lazy-store.evictions"]) > 0,
+                  "paths were evicted (%s)" % x["user.nix-lazy-store.evictions"])
+            check(int(x["user.nix-lazy-store.bytes_cached"]) <= 6 * 1024 * 1024 * 1.2,
+                  "the cache stays near its budget (%s bytes)" %
+                  x["user.nix-lazy-store.bytes_cached"])
+            cp = ns.run([c["hello"] + "/bin/hello"])
+            check("Hello" in cp.stdout, "hello still runs after evictions")
+            # A file kept open across evictions stays readable.
+            script = ("import sys,hashlib\nf=open(sys.argv[1],'rb')\na=f.read(4096)\n"
+                      "import subprocess\nsubprocess.run(['python3',sys.argv[2],'data']+sys.argv[3:],"
+                      "stdout=subprocess.DEVNULL,check=True)\nf.seek(0)\n"
+                      "print(hashlib.sha256(f.read()).hexdigest())")
+            blob = c["data"] + "/share/blob.bin"
+            cp = ns.run(["python3", "-c", script, blob, mountlib.walk_script()] + c["closure"])
+            check(cp.stdout.strip() == host[blob]["sha256"],
+                  "a file open while other paths churn through the cache reads correctly")
+            check("ERROR" not in ls.log(), "no errors logged")
+
+
+def test_prefetch_gc_fsck_commands():
+    setup_module()
+    c = CLOSURE
+    binary = nlstest.find_binary()
+    with nlstest.tmpdir() as d:
+        cache, pub = signed_cache(d)
+        cache_dir = os.path.join(d, "cache")
+        cp = nlstest.run([binary, "prefetch", "--substituter", "file://" + cache,
+                          "--trusted-public-key", pub, "--cache-dir", cache_dir, c["hello"]])
+        want = len(nlstest.closure_of(c["hello"]))
+        check("%d paths in closure: %d fetched" % (want, want) in cp.stdout,
+              "prefetch fetches the closure of hello: " + cp.stdout.strip())
+        cp = nlstest.run([binary, "prefetch", "--substituter", "file://" + cache,
+                          "--trusted-public-key", pub, "--cache-dir", cache_dir, c["hello"]])
+        check("%d already cached" % want in cp.stdout, "a second prefetch fetches nothing")
+        cp = nlstest.run([binary, "prefetch", "--substituter", "file://" + cache,
+                          "--trusted-public-key", pub, "--cache-dir", cache_dir,
+                          "/nix/store/" + "2" * 32 + "-absent"], check=False)
+        check(cp.returncode == 1 and "1 failed" in cp.stdout, "prefetch of an absent path fails")
+        # Offline: a substituter that does not exist; the prefetched closure still serves.
+        with nlstest.MountNamespace() as ns, nlstest.LazyStore(
+                ns, substituters=["file://" + os.path.join(d, "nothing")], cache_dir=cache_dir,
+                trusted_keys=[pub]):
+            cp = ns.run([c["hello"] + "/bin/hello"])
+            check("Hello" in cp.stdout, "the prefetched closure runs with no substituter")
+        cp = nlstest.run([binary, "gc", "--cache-dir", cache_dir, "--max-size", "0"])
+        check("-> 0 paths" in cp.stdout, "gc --max-size 0 empties the cache: " + cp.stdout.strip())
+        cp = nlstest.run([binary, "fsck", "--cache-dir", cache_dir], check=False)
+        check(cp.returncode == 0, "fsck after gc is clean: " + cp.stdout.strip())
+        cp = nlstest.run([binary, "gc", "--cache-dir", cache_dir], check=False)
+        check(cp.returncode == 2 and "--max-size" in cp.stderr, "gc without --max-size: exit 2")
+
+
+if __name__ == "__main__":
+    nlstest.run_tests()
