@@ -1,0 +1,170 @@
+// LazyStore against a real StoreCache (temp directory) and a scripted Fetcher that feeds NAR
+// events to the cache's writer: single-flight, error classification, reference prefetch.
+#include "cache/lazy_store.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <map>
+#include <thread>
+
+#include "fetch/error.h"
+
+namespace nls {
+namespace {
+
+std::string Base(int i) {
+  std::string h = "0000000000000000000000000000000";  // 31 chars
+  h += "0123456789abcdfghijklmnpqrsvwxyz"[i % 32];
+  return h + "-p" + std::to_string(i);
+}
+
+class ScriptedFetcher : public Fetcher {
+ public:
+  std::map<std::string, NarInfo> paths;         // by hash part
+  std::map<std::string, std::string> failures;  // hash part -> "integrity" | "transient" | "sig"
+  std::atomic<int> queries{0};
+  std::atomic<int> fetches{0};
+  std::atomic<int> delay_ms{0};
+
+  std::shared_ptr<const PathInfo> Query(std::string_view hash_part) override {
+    ++queries;
+    auto f = failures.find(std::string(hash_part));
+    if (f != failures.end() && f->second == "transient") throw TransientError("net down");
+    auto it = paths.find(std::string(hash_part));
+    if (it == paths.end()) return nullptr;
+    auto info = std::make_shared<PathInfo>();
+    info->info = it->second;
+    info->substituter = "test://cache";
+    info->nar_url = "test://cache/x.nar";
+    return info;
+  }
+  void FetchNar(const PathInfo& path, NarSink& sink) override {
+    ++fetches;
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms.load()));
+    sink.CreateDirectory("");
+    const std::string body = "contents of " + path.info.store_path.base_name();
+    sink.BeginRegular("file", false, body.size(), 0);
+    sink.RegularData(body);
+    sink.EndRegular();
+    auto f = failures.find(std::string(path.info.store_path.hash_part()));
+    if (f != failures.end() && f->second == "integrity") throw IntegrityError("NarHash mismatch");
+    if (f != failures.end() && f->second == "sig") throw SignatureError("unsigned");
+  }
+  void Cancel() override {}
+  FetchStats Stats() override { return {}; }
+
+  void Add(int i, std::vector<int> refs = {}) {
+    NarInfo info;
+    info.store_path = StorePath::FromBaseName(Base(i));
+    info.url = "nar/x.nar";
+    info.compression = "none";
+    info.nar_hash = Hash::Of(Base(i));
+    info.nar_size = 100;
+    for (int r : refs) info.references.push_back(StorePath::FromBaseName(Base(r)));
+    paths[std::string(info.store_path.hash_part())] = info;
+  }
+};
+
+class LazyStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/nls-lazy-test-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    CacheOptions o;
+    o.dir = dir_ + "/cache";
+    cache_ = StoreCache::Open(o);
+  }
+  void TearDown() override {
+    cache_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  static std::string Hash(int i) { return Base(i).substr(0, 32); }
+  std::string dir_;
+  std::unique_ptr<StoreCache> cache_;
+  ScriptedFetcher fetcher_;
+};
+
+TEST_F(LazyStoreTest, FetchesOnceAndServesFromCache) {
+  fetcher_.Add(1);
+  LazyStore lazy(*cache_, fetcher_, {.prefetch_references = false});
+  auto p = lazy.Get(Hash(1));
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->path.base_name(), Base(1));
+  EXPECT_TRUE(lazy.Get(Hash(1)));
+  EXPECT_EQ(fetcher_.fetches, 1);
+  EXPECT_EQ(lazy.Stats().fetched, 1u);
+}
+
+TEST_F(LazyStoreTest, SingleFlight) {
+  fetcher_.Add(1);
+  fetcher_.delay_ms = 200;
+  LazyStore lazy(*cache_, fetcher_, {.prefetch_references = false});
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 16; ++i) {
+    threads.emplace_back([&] {
+      if (lazy.Get(Hash(1))) ++ok;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok, 16);
+  EXPECT_EQ(fetcher_.fetches, 1);
+  EXPECT_EQ(fetcher_.queries, 1);
+  EXPECT_GE(lazy.Stats().coalesced, 1u);
+}
+
+TEST_F(LazyStoreTest, ErrorsAreClassifiedAndNotRemembered) {
+  LazyStore lazy(*cache_, fetcher_, {.prefetch_references = false});
+  EXPECT_EQ(lazy.Get(Hash(9)), nullptr);  // absent
+  fetcher_.Add(2);
+  fetcher_.failures[Hash(2)] = "integrity";
+  EXPECT_THROW(lazy.Get(Hash(2)), IntegrityError);
+  EXPECT_EQ(cache_->Find(Hash(2)), nullptr) << "nothing corrupt is kept";
+  fetcher_.failures[Hash(2)] = "transient";
+  EXPECT_THROW(lazy.Get(Hash(2)), TransientError);
+  fetcher_.failures[Hash(2)] = "sig";
+  EXPECT_EQ(lazy.Get(Hash(2)), nullptr);  // untrusted counts as absent
+  fetcher_.failures.erase(Hash(2));
+  EXPECT_TRUE(lazy.Get(Hash(2))) << "failures are not remembered";
+  LazyStoreStats s = lazy.Stats();
+  EXPECT_EQ(s.errors, 2u);
+  EXPECT_EQ(s.not_found, 2u);
+}
+
+TEST_F(LazyStoreTest, PrefetchesReferences) {
+  fetcher_.Add(1, {1, 2, 3});
+  fetcher_.Add(2, {4});
+  fetcher_.Add(3);
+  fetcher_.Add(4);
+  LazyStore lazy(*cache_, fetcher_, {});
+  ASSERT_TRUE(lazy.Get(Hash(1)));
+  for (int i = 0;
+       i < 200 && !(cache_->Find(Hash(2)) && cache_->Find(Hash(3)) && cache_->Find(Hash(4))); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(cache_->Find(Hash(2)));
+  EXPECT_TRUE(cache_->Find(Hash(3)));
+  EXPECT_TRUE(cache_->Find(Hash(4)));
+  EXPECT_EQ(fetcher_.fetches, 4);
+}
+
+TEST_F(LazyStoreTest, FetchClosure) {
+  fetcher_.Add(1, {2, 3});
+  fetcher_.Add(2, {3});
+  fetcher_.Add(3, {7});  // 7 is absent
+  LazyStore lazy(*cache_, fetcher_, {.prefetch_references = false, .prefetch_workers = 0});
+  ClosureProgress p = lazy.FetchClosure({Hash(1)}, 3);
+  EXPECT_EQ(p.known, 4u);
+  EXPECT_EQ(p.fetched, 3u);
+  EXPECT_EQ(p.failed, 1u);
+  p = lazy.FetchClosure({Hash(1)}, 3);
+  EXPECT_EQ(p.already_cached, 3u);
+  EXPECT_EQ(fetcher_.fetches, 3);
+}
+
+}  // namespace
+}  // namespace nls
