@@ -229,9 +229,17 @@ int main(int argc, char** argv) {
     if (seen.insert(h).second) queue.push_back(h);
   }
 
-  auto fetch_one = [&](const std::string& hash_part) -> std::vector<std::string> {
+  auto fetch_one = [&](const std::string& hash_part) {
     auto info = fetcher->Query(hash_part);
     if (!info) throw NotFoundError("no substituter has a valid narinfo for " + hash_part);
+    if (closure) {  // queue the references at once, so their downloads overlap with this one
+      std::lock_guard<std::mutex> lock(mu);
+      for (const StorePath& r : info->info.references) {
+        std::string h(r.hash_part());
+        if (seen.insert(h).second) queue.push_back(h);
+      }
+      cv.notify_all();
+    }
     const std::string& base = info->info.store_path.base_name();
     std::string dest = subdirs ? outdir + "/" + base : outdir;
     std::string tmp = dest + ".tmp-" + std::to_string(getpid());
@@ -252,11 +260,6 @@ int main(int argc, char** argv) {
       nar_bytes += info->info.nar_size;
       ++paths;
     }
-    std::vector<std::string> refs;
-    if (closure) {
-      for (const StorePath& r : info->info.references) refs.emplace_back(r.hash_part());
-    }
-    return refs;
   };
 
   auto worker = [&] {
@@ -268,10 +271,9 @@ int main(int argc, char** argv) {
       queue.pop_front();
       ++active;
       lock.unlock();
-      std::vector<std::string> refs;
       int st = 0;
       try {
-        refs = fetch_one(h);
+        fetch_one(h);
       } catch (...) {
         st = StatusFor(std::current_exception());
         try {
@@ -282,9 +284,6 @@ int main(int argc, char** argv) {
       }
       lock.lock();
       status = std::max(status, st);
-      for (const std::string& r : refs) {
-        if (seen.insert(r).second) queue.push_back(r);
-      }
       --active;
       cv.notify_all();
     }
