@@ -270,8 +270,10 @@ TEST_F(StoreCacheTest, EvictsLeastRecentlyUsedFirst) {
   opt_.low_watermark = 0.6;
   auto cache = Open();
   std::vector<std::string> evicted;
-  cache->SetEvictionListener(
-      [&](const CachedPath& cp) { evicted.push_back(std::string(cp.path.hash_part())); });
+  cache->SetEvictionListener([&](const CachedPath& cp) {
+    evicted.push_back(std::string(cp.path.hash_part()));
+    cache->Stats();  // called outside the cache's locks: must not deadlock
+  });
   for (int i = 1; i <= 3; ++i) Add(*cache, test::MakeInfo(Base(i)), SimpleTree(rng_, 100000));
   EXPECT_TRUE(evicted.empty());
   ASSERT_NE(cache->Find(test::HashPartFor(1)), nullptr);  // 1 becomes most recently used
@@ -287,6 +289,18 @@ TEST_F(StoreCacheTest, EvictsLeastRecentlyUsedFirst) {
   EXPECT_EQ(cache->Find(test::HashPartFor(2)), nullptr);
   EXPECT_LE(cache->BytesUsed(), uint64_t(0.6 * opt_.max_bytes));
   EXPECT_EQ(cache->Stats().evictions, evicted.size());
+}
+
+TEST_F(StoreCacheTest, FreeSpaceFloorEvicts) {
+  opt_.min_free_bytes = uint64_t(1) << 62;  // never satisfiable: every commit evicts the others
+  auto cache = Open();
+  for (int i = 1; i <= 3; ++i) {
+    Add(*cache, test::MakeInfo(Base(i)), SimpleTree(rng_, 1000));
+    auto left = cache->List();
+    ASSERT_EQ(left.size(), 1u);
+    EXPECT_EQ(left[0].hash_part(), test::HashPartFor(i));
+  }
+  EXPECT_EQ(cache->Stats().evictions, 2u);
 }
 
 TEST_F(StoreCacheTest, LruOrderSurvivesRestart) {
