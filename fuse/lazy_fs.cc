@@ -57,7 +57,7 @@ struct LazyFs::Impl {
   }
 
   static void Init(void* userdata, fuse_conn_info* conn) {
-    (void)userdata;
+    LazyFs& fs = *static_cast<LazyFs*>(userdata);
     auto want = [&](unsigned cap) {
       if (conn->capable & cap) conn->want |= cap;
     };
@@ -65,6 +65,12 @@ struct LazyFs::Impl {
     want(FUSE_CAP_READDIRPLUS);
     want(FUSE_CAP_PARALLEL_DIROPS);
     want(FUSE_CAP_ASYNC_READ);
+    // Without eviction nothing needs to know which files are open: let the kernel skip OPEN
+    // and RELEASE round trips altogether (it then keeps the page cache, as keep_cache does).
+    if (!fs.options_.track_open_files && (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT)) {
+      conn->want |= FUSE_CAP_NO_OPEN_SUPPORT;
+      fs.no_open_ = true;
+    }
     conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;  // always readdirplus: attrs are free here
     conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;   // contents never change
     conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
@@ -314,6 +320,10 @@ struct LazyFs::Impl {
 
   static void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     LazyFs& fs = Fs(req);
+    if (fs.no_open_ && ino != kRootIno) {
+      fuse_reply_err(req, ENOSYS);  // the kernel stops sending OPEN/RELEASE for files
+      return;
+    }
     if ((fi->flags & O_ACCMODE) != O_RDONLY) {
       fuse_reply_err(req, EROFS);
       return;
@@ -381,13 +391,31 @@ struct LazyFs::Impl {
     thread_local std::vector<char> buf;
     if (buf.size() < size) buf.resize(size);
     std::shared_ptr<CachedPath> path;
-    {
+    uint32_t node = NodeOfIno(ino);
+    if (file) {
       std::lock_guard lock(file->mu);
       path = file->path;
+      node = file->node;
+    } else {
+      // No open/release from the kernel (FUSE_CAP_NO_OPEN_SUPPORT): resolve per read.
+      auto ref = fs.PathOf(ino);
+      if (!ref) {
+        fuse_reply_err(req, ESTALE);
+        return;
+      }
+      try {
+        path = fs.LivePath(*ref);
+      } catch (const std::exception& e) {
+        NLS_LOG(kError) << "reading " << ref->path.FullPath() << ": " << e.what();
+      }
+      if (!path) {
+        ReplyIoError(fs, req);
+        return;
+      }
     }
     for (int attempt = 0;; ++attempt) {
       try {
-        size_t n = fs.cache_.Read(*path, file->node, static_cast<uint64_t>(offset),
+        size_t n = fs.cache_.Read(*path, node, static_cast<uint64_t>(offset),
                                   std::span<char>(buf.data(), size));
         ++fs.counters_.reads;
         fs.counters_.read_bytes += n;
@@ -406,6 +434,10 @@ struct LazyFs::Impl {
         NLS_LOG(kError) << "re-fetching " << path->path.FullPath() << ": " << e.what();
       }
       if (!fresh || fresh.get() == path.get()) break;
+      if (!file) {
+        path = fresh;
+        continue;
+      }
       {
         std::lock_guard lock(file->mu);
         if (file->path == path) {

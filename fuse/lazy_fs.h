@@ -42,6 +42,10 @@ namespace nls {
 struct LazyFsOptions {
   double entry_timeout_s = 365.0 * 24 * 3600;  // store contents never change
   double negative_root_timeout_s = 0;          // ENOENT in the root is not cached
+  // Count open files in CachedPath::open_files (needs OPEN/RELEASE round trips). Needed only
+  // when the cache can evict (a byte budget); otherwise the kernel is told to skip opens
+  // (FUSE_CAP_NO_OPEN_SUPPORT), which makes warm reads as fast as a local file system.
+  bool track_open_files = true;
 };
 
 class LazyFs {
@@ -105,6 +109,7 @@ class LazyFs {
   LazyStore& lazy_;
   const LazyFsOptions options_;
   Counters counters_;
+  bool no_open_ = false;  // set in init when the kernel agreed to FUSE_CAP_NO_OPEN_SUPPORT
 
   std::mutex mu_;
   std::unordered_map<uint64_t, PathEntry> paths_;
