@@ -46,49 +46,69 @@ struct SubState {
 enum class Availability { kUsable, kDisabled, kUnavailable };
 
 // Compressed bytes -> FileSize/FileHash check -> decompressor -> NarParser -> sink.
+//
+// The parser (and so the sink) lives for the whole FetchNar; the "source" (one NAR file of one
+// substituter: decompressor, FileHash state) can be replaced when a download has to continue from
+// another substituter. NarHash equality guarantees that every source decompresses to the same
+// NAR, so a new source skips the uncompressed bytes the parser has already consumed.
 class NarPipeline {
  public:
-  NarPipeline(const PathInfo& path, NarSink& sink, std::string origin)
-      : info_(path.info),
-        origin_(std::move(origin)),
-        decompressor_(Decompressor::Create(info_.compression)),
-        parser_(sink, origin_) {}
+  explicit NarPipeline(NarSink& sink) : parser_(sink) {}
+
+  // Starts reading `info`'s NAR file from the beginning; `origin` names path, URL and substituter.
+  void StartSource(const NarInfo& info, std::string origin) {
+    info_ = &info;
+    origin_ = std::move(origin);
+    decompressor_ = Decompressor::Create(info.compression);
+    file_hasher_ = std::make_unique<Sha256>();
+    compressed_ = 0;
+    skip_ = parser_.bytes_consumed();
+  }
 
   uint64_t compressed_bytes() const { return compressed_; }
+  uint64_t nar_bytes() const { return parser_.bytes_consumed(); }
 
   void Feed(std::string_view data) {
     compressed_ += data.size();
-    if (info_.file_size && compressed_ > *info_.file_size) {
+    if (info_->file_size && compressed_ > *info_->file_size) {
       throw IntegrityError(origin_ + ": the NAR file is larger than its FileSize " +
-                           std::to_string(*info_.file_size));
+                           std::to_string(*info_->file_size));
     }
-    if (info_.file_hash) file_hasher_.Update(data);
+    if (info_->file_hash) file_hasher_->Update(data);
     Wrap([&] { decompressor_->Feed(data, Out()); });
   }
 
   void Finish() {
     Wrap([&] { decompressor_->Finish(Out()); });
-    if (info_.file_size && compressed_ != *info_.file_size) {
+    if (info_->file_size && compressed_ != *info_->file_size) {
       throw IntegrityError(origin_ + ": FileSize mismatch: expected " +
-                           std::to_string(*info_.file_size) + " bytes, got " +
+                           std::to_string(*info_->file_size) + " bytes, got " +
                            std::to_string(compressed_));
     }
-    if (info_.file_hash) {
-      Hash got = file_hasher_.Finish();
-      if (got != *info_.file_hash) {
+    if (info_->file_hash) {
+      Hash got = file_hasher_->Finish();
+      if (got != *info_->file_hash) {
         throw IntegrityError(origin_ + ": FileHash mismatch: expected " +
-                             info_.file_hash->ToNixString() + ", got " + got.ToNixString());
+                             info_->file_hash->ToNixString() + ", got " + got.ToNixString());
       }
     }
-    parser_.Finish(info_.nar_size, info_.nar_hash);
+    Wrap([&] { parser_.Finish(info_->nar_size, info_->nar_hash); });
   }
 
  private:
   Decompressor::Output Out() {
-    return [this](std::string_view piece) { parser_.Feed(piece); };
+    return [this](std::string_view piece) {
+      if (skip_ > 0) {
+        size_t n = static_cast<size_t>(std::min<uint64_t>(skip_, piece.size()));
+        skip_ -= n;
+        piece.remove_prefix(n);
+        if (piece.empty()) return;
+      }
+      parser_.Feed(piece);
+    };
   }
 
-  // Makes sure decoder/parser format errors name the path and the substituter.
+  // Makes sure decoder/parser errors name the path, the NAR URL and the substituter.
   template <typename F>
   void Wrap(F f) {
     try {
@@ -96,15 +116,19 @@ class NarPipeline {
     } catch (const FormatError& e) {
       if (std::string_view(e.what()).find(origin_) != std::string_view::npos) throw;
       throw FormatError(origin_ + ": " + e.what());
+    } catch (const IntegrityError& e) {
+      if (std::string_view(e.what()).find(origin_) != std::string_view::npos) throw;
+      throw IntegrityError(origin_ + ": " + e.what());
     }
   }
 
-  const NarInfo& info_;
+  NarParser parser_;
+  const NarInfo* info_ = nullptr;
   std::string origin_;
   std::unique_ptr<Decompressor> decompressor_;
-  NarParser parser_;
-  Sha256 file_hasher_;
+  std::unique_ptr<Sha256> file_hasher_;
   uint64_t compressed_ = 0;
+  uint64_t skip_ = 0;  // uncompressed bytes still to drop (a replacement source's prefix)
 };
 
 // Feeds one transfer attempt into the pipeline, skipping a prefix the server re-sent.
@@ -255,66 +279,42 @@ class FetcherImpl : public Fetcher {
       throw ConfigError("cannot fetch " + path.info.store_path.FullPath(opt_.store_dir) +
                         ": substituter '" + path.substituter + "' is not configured");
     }
-    const Substituter& sub = *state->sub;
     const std::string full = path.info.store_path.FullPath(opt_.store_dir);
-    const std::string origin = full + " (" + path.nar_url + " from substituter " + sub.url() + ")";
 
     Slot slot(*this);
     ++nar_downloads_;
     auto started = Clock::now();
-    NarPipeline pipe(path, sink, origin);
-    for (int attempt = 1;; ++attempt) {
-      CheckCancelled();
-      ResumingHandler handler(pipe, origin);
-      uint64_t offset = pipe.compressed_bytes();
-      TransferResult r;
-      try {
-        r = sub.Get(path.nar_url, offset, handler, &cancelled_);
-      } catch (const CancelledError&) {
-        bytes_downloaded_ += handler.received();
-        throw;
-      } catch (const std::exception& e) {
-        bytes_downloaded_ += handler.received();
+    NarPipeline pipe(sink);
+    // The current source; replaced by another substituter's copy of the same NAR when this one
+    // keeps failing.
+    std::shared_ptr<const PathInfo> source = std::make_shared<PathInfo>(path);
+    std::vector<SubState*> tried{state};
+    while (true) {
+      std::string error;
+      bool not_found = false;
+      if (DownloadFrom(*state, *source, full, pipe, &error, &not_found)) break;
+      auto next = FindAlternative(path.info, full, &tried);
+      if (!next.first) {
         ++errors_;
-        NLS_LOG(kError) << "fetching " << full << " from " << sub.url() << " failed: " << e.what();
-        throw;
+        NLS_LOG(kError) << error;
+        if (not_found) throw NotFoundError(error);
+        throw TransientError(error);
       }
-      bytes_downloaded_ += handler.received();
-      if (r.status == TransferStatus::kOk) break;
-      if (r.status == TransferStatus::kNotFound) {
-        ++errors_;
-        std::string msg = "fetching " + full + " from " + sub.url() +
-                          ": the narinfo exists but its NAR file does not: " + r.error;
-        NLS_LOG(kError) << msg;
-        throw NotFoundError(msg);
-      }
-      if (r.status == TransferStatus::kFailed || attempt >= opt_.download_attempts) {
-        ++errors_;
-        std::string msg = "fetching " + full + " from " + sub.url() + " failed after " +
-                          std::to_string(attempt) + " attempt(s), " +
-                          std::to_string(pipe.compressed_bytes()) + " bytes received: " + r.error;
-        NLS_LOG(kError) << msg;
-        throw TransientError(msg);
-      }
-      double delay = RetryDelaySeconds(attempt, opt_.retry_base_delay_s, Jitter01(),
-                                       r.retry_after_s, opt_.max_retry_after_s);
-      ++retries_;
-      if (pipe.compressed_bytes() > 0) ++nar_resumes_;
-      NLS_LOG(kWarn) << "fetching " << full << " from " << sub.url() << ": " << r.error
-                     << "; retrying from byte " << pipe.compressed_bytes() << " in "
-                     << static_cast<int>(delay * 1000) << " ms (attempt " << attempt + 1 << " of "
-                     << opt_.download_attempts << ")";
-      SleepCancellable(delay);
+      NLS_LOG(kWarn) << error << "; continuing from substituter " << next.first->sub->url()
+                     << " at NAR byte " << pipe.nar_bytes();
+      state = next.first;
+      source = next.second;
     }
     try {
       pipe.Finish();
     } catch (const std::exception& e) {
       ++errors_;
-      NLS_LOG(kError) << "fetching " << full << " from " << sub.url() << " failed: " << e.what();
+      NLS_LOG(kError) << "fetching " << full << " from " << state->sub->url()
+                      << " failed: " << e.what();
       throw;
     }
     double secs = std::chrono::duration<double>(Clock::now() - started).count();
-    NLS_LOG(kDebug) << "fetched " << full << " from " << sub.url() << ": "
+    NLS_LOG(kDebug) << "fetched " << full << " from " << state->sub->url() << ": "
                     << pipe.compressed_bytes() << " bytes in " << secs << " s";
   }
 
@@ -365,6 +365,87 @@ class FetcherImpl : public Fetcher {
    private:
     FetcherImpl& f_;
   };
+
+  // Streams `source`'s NAR file from `st` into `pipe` (starting a new source in the pipeline),
+  // retrying transient failures and resuming where the previous attempt stopped. Returns true
+  // when the whole file went through; false with `*error` (naming path, substituter and cause)
+  // when this substituter failed for good. Integrity/format errors and sink errors are thrown.
+  bool DownloadFrom(SubState& st, const PathInfo& source, const std::string& full,
+                    NarPipeline& pipe, std::string* error, bool* not_found) {
+    const Substituter& sub = *st.sub;
+    const std::string origin =
+        full + " (" + source.nar_url + " from substituter " + sub.url() + ")";
+    pipe.StartSource(source.info, origin);
+    for (int attempt = 1;; ++attempt) {
+      CheckCancelled();
+      ResumingHandler handler(pipe, origin);
+      TransferResult r;
+      try {
+        r = sub.Get(source.nar_url, pipe.compressed_bytes(), handler, &cancelled_);
+      } catch (const CancelledError&) {
+        bytes_downloaded_ += handler.received();
+        throw;
+      } catch (const std::exception& e) {
+        bytes_downloaded_ += handler.received();
+        ++errors_;
+        NLS_LOG(kError) << "fetching " << full << " from " << sub.url() << " failed: " << e.what();
+        throw;
+      }
+      bytes_downloaded_ += handler.received();
+      if (r.status == TransferStatus::kOk) return true;
+      if (r.status == TransferStatus::kNotFound) {
+        *not_found = true;
+        *error = "fetching " + full + " from " + sub.url() +
+                 ": the narinfo exists but its NAR file does not: " + r.error;
+        return false;
+      }
+      if (r.status == TransferStatus::kFailed || attempt >= opt_.download_attempts) {
+        *not_found = false;
+        *error = "fetching " + full + " from " + sub.url() + " failed after " +
+                 std::to_string(attempt) + " attempt(s), " +
+                 std::to_string(pipe.compressed_bytes()) + " bytes received: " + r.error;
+        MarkFailure(st, r.error);
+        return false;
+      }
+      double delay = RetryDelaySeconds(attempt, opt_.retry_base_delay_s, Jitter01(),
+                                       r.retry_after_s, opt_.max_retry_after_s);
+      ++retries_;
+      if (pipe.compressed_bytes() > 0) ++nar_resumes_;
+      NLS_LOG(kWarn) << "fetching " << full << " from " << sub.url() << ": " << r.error
+                     << "; retrying from byte " << pipe.compressed_bytes() << " in "
+                     << static_cast<int>(delay * 1000) << " ms (attempt " << attempt + 1 << " of "
+                     << opt_.download_attempts << ")";
+      SleepCancellable(delay);
+    }
+  }
+
+  // Another substituter (by priority, not yet tried, usable) whose valid, trusted narinfo for
+  // the same path promises the same NAR (NarHash and NarSize). Adds it to `tried`.
+  std::pair<SubState*, std::shared_ptr<const PathInfo>> FindAlternative(
+      const NarInfo& wanted, const std::string& full, std::vector<SubState*>* tried) {
+    std::vector<SubState*> order;
+    for (const auto& s : subs_) {
+      if (std::find(tried->begin(), tried->end(), s.get()) != tried->end()) continue;
+      if (EnsureInitialized(*s) == Availability::kUsable) order.push_back(s.get());
+    }
+    std::stable_sort(order.begin(), order.end(), [](const SubState* a, const SubState* b) {
+      return a->priority < b->priority;
+    });
+    std::string hash_part(wanted.store_path.hash_part());
+    for (SubState* s : order) {
+      tried->push_back(s);
+      std::shared_ptr<const PathInfo> info = AskOne(*s, hash_part);
+      if (!info) continue;
+      if (info->info.nar_hash != wanted.nar_hash || info->info.nar_size != wanted.nar_size) {
+        NLS_LOG(kWarn) << "substituter " << s->sub->url() << " has a different NAR for " << full
+                       << " (NarHash " << info->info.nar_hash.ToNixString() << ", expected "
+                       << wanted.nar_hash.ToNixString() << "); not using it";
+        continue;
+      }
+      return {s, info};
+    }
+    return {nullptr, nullptr};
+  }
 
   void CheckCancelled() const {
     if (cancelled_) throw CancelledError("fetching cancelled (shutting down)");
@@ -457,6 +538,60 @@ class FetcherImpl : public Fetcher {
     return Availability::kUsable;
   }
 
+  // Asks one substituter for a narinfo (with retries). Returns the verified PathInfo, or nullptr
+  // when it does not have a valid, trusted one. Sets `*failure` (when given) to the cause if the
+  // substituter could not be asked.
+  std::shared_ptr<const PathInfo> AskOne(SubState& s, const std::string& hash_part,
+                                         std::string* failure = nullptr) {
+    const Substituter& sub = *s.sub;
+    std::string location = hash_part + ".narinfo";
+    std::string body;
+    TransferResult r = WithRetries(sub, "looking up " + location, [&] {
+      ++narinfo_requests_;
+      return sub.GetSmall(location, kMaxNarInfoSize, &body, &cancelled_);
+    });
+    if (r.status == TransferStatus::kNotFound) {
+      NLS_LOG(kDebug) << hash_part << " not in " << sub.url();
+      return nullptr;
+    }
+    if (r.status != TransferStatus::kOk) {
+      ++errors_;
+      NLS_LOG(kWarn) << "cannot look up store path hash " << hash_part << " in " << sub.url()
+                     << ": " << r.error;
+      MarkFailure(s, r.error);
+      if (failure != nullptr) *failure = r.error;
+      return nullptr;
+    }
+    std::string origin = sub.Resolve(location);
+    NarInfo info;
+    try {
+      info = NarInfo::Parse(body, origin, hash_part, opt_.store_dir);
+    } catch (const FormatError& e) {
+      ++errors_;
+      NLS_LOG(kWarn) << "ignoring store path hash " << hash_part << " from " << sub.url()
+                     << ": invalid narinfo: " << e.what();
+      return nullptr;
+    }
+    std::string full = info.store_path.FullPath(opt_.store_dir);
+    if (opt_.require_sigs && !opt_.trusted_keys.Verifies(info, opt_.store_dir)) {
+      ++errors_;
+      std::string names;
+      for (const std::string& sig : info.sigs) {
+        names += (names.empty() ? "" : ", ") + sig.substr(0, sig.find(':'));
+      }
+      NLS_LOG(kWarn) << "ignoring " << full << " from " << sub.url()
+                     << ": no valid signature from a trusted key (signed by: "
+                     << (names.empty() ? "nobody" : names) << ")";
+      return nullptr;
+    }
+    auto result = std::make_shared<PathInfo>();
+    result->nar_url = sub.Resolve(info.url);
+    result->info = std::move(info);
+    result->substituter = sub.url();
+    NLS_LOG(kDebug) << "found " << full << " in " << sub.url();
+    return result;
+  }
+
   std::shared_ptr<const PathInfo> DoQuery(const std::string& hash_part) {
     std::vector<SubState*> order;
     std::string unavailable;
@@ -476,53 +611,9 @@ class FetcherImpl : public Fetcher {
       return a->priority < b->priority;
     });
     for (SubState* s : order) {
-      const Substituter& sub = *s->sub;
-      std::string location = hash_part + ".narinfo";
-      std::string body;
-      TransferResult r = WithRetries(sub, "looking up " + location, [&] {
-        ++narinfo_requests_;
-        return sub.GetSmall(location, kMaxNarInfoSize, &body, &cancelled_);
-      });
-      if (r.status == TransferStatus::kNotFound) {
-        NLS_LOG(kDebug) << hash_part << " not in " << sub.url();
-        continue;
-      }
-      if (r.status != TransferStatus::kOk) {
-        ++errors_;
-        NLS_LOG(kWarn) << "cannot look up store path hash " << hash_part << " in " << sub.url()
-                       << ": " << r.error;
-        MarkFailure(*s, r.error);
-        unavailable += (unavailable.empty() ? "" : "; ") + r.error;
-        continue;
-      }
-      std::string origin = sub.Resolve(location);
-      NarInfo info;
-      try {
-        info = NarInfo::Parse(body, origin, hash_part, opt_.store_dir);
-      } catch (const FormatError& e) {
-        ++errors_;
-        NLS_LOG(kWarn) << "ignoring store path hash " << hash_part << " from " << sub.url()
-                       << ": invalid narinfo: " << e.what();
-        continue;
-      }
-      std::string full = info.store_path.FullPath(opt_.store_dir);
-      if (opt_.require_sigs && !opt_.trusted_keys.Verifies(info, opt_.store_dir)) {
-        ++errors_;
-        std::string names;
-        for (const std::string& sig : info.sigs) {
-          names += (names.empty() ? "" : ", ") + sig.substr(0, sig.find(':'));
-        }
-        NLS_LOG(kWarn) << "ignoring " << full << " from " << sub.url()
-                       << ": no valid signature from a trusted key (signed by: "
-                       << (names.empty() ? "nobody" : names) << ")";
-        continue;
-      }
-      auto result = std::make_shared<PathInfo>();
-      result->nar_url = sub.Resolve(info.url);
-      result->info = std::move(info);
-      result->substituter = sub.url();
-      NLS_LOG(kDebug) << "found " << full << " in " << sub.url();
-      return result;
+      std::string failure;
+      if (auto result = AskOne(*s, hash_part, &failure)) return result;
+      if (!failure.empty()) unavailable += (unavailable.empty() ? "" : "; ") + failure;
     }
     if (!unavailable.empty()) {
       throw TransientError("cannot look up store path hash " + hash_part +

@@ -74,7 +74,10 @@ class Fetcher {
   // TransientError naming the path, the substituter and the cause (NotFoundError if the NAR file
   // is missing from the cache). Retries transient failures; an interrupted download resumes at
   // the compressed offset reached (HTTP Range; a server answering 200 instead of 206 has the
-  // already consumed prefix skipped), so the sink never sees an event twice. On any throw the
+  // already consumed prefix skipped), so the sink never sees an event twice. When the
+  // substituter keeps failing (or lacks the NAR file), the download continues from the next
+  // substituter (by priority) whose trusted narinfo has the same NarHash and NarSize, skipping the
+  // NAR bytes already parsed. On any throw the
   // sink has seen a partial, unverified NAR and its owner must discard it. At most
   // max_parallel_downloads run at once; further calls wait.
   virtual void FetchNar(const PathInfo& path, NarSink& sink) = 0;

@@ -202,6 +202,40 @@ TEST_F(HttpTest, StalledTransferIsRetried) {
   EXPECT_EQ(f->Stats().nar_resumes, 1u);
 }
 
+TEST_F(HttpTest, FallsBackToAnotherSubstituterMidStream) {
+  // The preferred server sends 100000 bytes of the zstd NAR, then only 503s. The other cache has
+  // the same NAR uncompressed: the download continues there, skipping what the parser has.
+  FaultServerProcess server(cache_->dir(), R"([{"path": "nar/", "truncate": 100000, "times": 1},
+                                               {"path": "nar/", "status": 503}])");
+  TestCache other(tmp_.path() + "/other", 90);
+  other.Add("big", BigTree(), &key_, "none");
+  FetchOptions o = Options(server.url());
+  o.substituters = {other.url(), server.url()};  // the server has the better priority (30)
+  o.download_attempts = 2;
+  auto f = Fetcher::Create(o);
+  auto path = f->Query(info_.store_path.hash_part());
+  ASSERT_NE(path, nullptr);
+  EXPECT_EQ(path->substituter, server.url());
+  RebuildSink sink;
+  f->FetchNar(*path, sink);
+  EXPECT_EQ(sink.Nar(), WriteNar(BigTree()));
+  EXPECT_EQ(f->Stats().errors, 0u);
+}
+
+TEST_F(HttpTest, NoFallbackToADifferentNar) {
+  FaultServerProcess server(cache_->dir(), R"([{"path": "nar/", "status": 503}])");
+  TestCache other(tmp_.path() + "/other", 90);
+  other.Add("big", NarTree::File("not the same"), &key_, "none");
+  FetchOptions o = Options(server.url());
+  o.substituters = {server.url(), other.url()};
+  o.download_attempts = 2;
+  auto f = Fetcher::Create(o);
+  auto path = f->Query(info_.store_path.hash_part());
+  ASSERT_NE(path, nullptr);
+  RebuildSink sink;
+  EXPECT_THROW(f->FetchNar(*path, sink), TransientError);
+}
+
 TEST_F(HttpTest, GivesUpAfterAttemptsWithTransientError) {
   FaultServerProcess server(cache_->dir(), R"([{"path": "nar/", "status": 503}])");
   FetchOptions o = Options(server.url());
