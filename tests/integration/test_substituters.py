@@ -113,7 +113,10 @@ def test_closure_over_nginx_each_compression():
     s = setup()
     c = s["closure"]
     for comp in ("zstd", "xz", "none"):
-        with t.Nginx(s["caches"][comp]) as ng:
+        conn_log = os.path.join(WORK, "connections-%s.log" % comp)
+        extra = ('log_format nlsconn "$connection $request_uri";\n'
+                 '  access_log %s nlsconn;' % conn_log)
+        with t.Nginx(s["caches"][comp], extra_config=extra) as ng:
             out = fresh("nginx-" + comp)
             cp = fetch([ng.url], [c["all"]], out, closure=True, extra=["--stats", "--jobs", "4"])
             t.check(cp.returncode == 0, "%s: closure fetched (exit %d): %s" % (
@@ -124,6 +127,10 @@ def test_closure_over_nginx_each_compression():
             t.check(reqs.count("/nix-cache-info") == 1, "%s: nix-cache-info read once" % comp)
             nars = [r for r in reqs if r.startswith("/nar/")]
             t.check(len(nars) == len(c["closure"]), "%s: one NAR request per path" % comp)
+            with open(conn_log) as f:
+                conns = {line.split()[0] for line in f if line.strip()}
+            t.check(len(conns) <= 5, "%s: keep-alive: %d requests over %d connections (jobs 4)"
+                    % (comp, len(reqs), len(conns)))
             stats = json.loads(cp.stdout.strip().splitlines()[-1])
             t.check(stats["paths"] == len(c["closure"]) and stats["errors"] == 0,
                     "%s: stats %s" % (comp, stats))
