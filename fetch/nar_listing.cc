@@ -55,13 +55,14 @@ class ListingParser {
       n.target = target.get<std::string>();
       if (n.target.empty()) Fail(where, "empty symlink target");
       if (n.target.find('\0') != std::string::npos) Fail(where, "symlink target contains NUL");
+      if (n.target.size() > 4095) Fail(where, "symlink target longer than 4095 bytes");
     } else if (t == "directory") {
       n.type = ListingNode::Type::kDirectory;
       const Json& entries = Field(j, "entries", where);
       if (!entries.is_object()) Fail(where, "field \"entries\" is not an object");
       for (const auto& [name, child] : entries.items()) {
         if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos ||
-            name.find('\0') != std::string::npos) {
+            name.find('\0') != std::string::npos || name.size() > 255) {
           Fail(where, "invalid entry name \"" + name + "\"");
         }
         std::string child_where = where.empty() ? name : where + "/" + name;

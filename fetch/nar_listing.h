@@ -32,7 +32,8 @@ struct ListingNode {
 
 // Parses a listing (nlohmann_json). Throws FormatError naming `origin`, the JSON path of the
 // offending node and the reason: invalid JSON, version != 1, wrong types, missing fields, entry
-// names that are empty, ".", "..", or contain '/' or NUL, symlink targets empty or with NUL.
+// names that are empty, ".", "..", over 255 bytes, or contain '/' or NUL; symlink targets empty,
+// over 4095 bytes or with NUL (the limits NarParser applies).
 ListingNode ParseListing(std::string_view json, std::string_view origin);
 
 // Writes the listing as Nix does: {"version":1,"root":...} with keys in Nix's order, "executable"

@@ -78,6 +78,12 @@ TEST(NarListingTest, RejectsBadStructure) {
       {R"({"version":1,"root":{"type":"directory","entries":{"d":{"type":"directory","entries":{"f":{"type":"regular"}}}}}})",
        "missing field \"size\" at d/f"},
   };
+  std::string long_name = R"({"version":1,"root":{"type":"directory","entries":{")" +
+                          std::string(256, 'n') + R"(":{"type":"symlink","target":"a"}}}})";
+  std::string long_target =
+      R"({"version":1,"root":{"type":"symlink","target":")" + std::string(4096, 't') + R"("}})";
+  EXPECT_THROW(ParseListing(long_name, "x"), FormatError);
+  EXPECT_THROW(ParseListing(long_target, "x"), FormatError);
   for (const Case& c : cases) {
     try {
       ParseListing(c.json, "https://cache/abc.ls");
