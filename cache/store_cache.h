@@ -66,6 +66,10 @@ struct CachedPath {
   NarInfo info;
   std::shared_ptr<const PathMeta> meta;
   std::atomic<int64_t> open_files{0};  // the file system counts open handles here
+
+  // For make_shared (clang 14 has no parenthesised aggregate initialisation).
+  CachedPath(uint64_t id_, StorePath path_, NarInfo info_, std::shared_ptr<const PathMeta> meta_)
+      : id(id_), path(std::move(path_)), info(std::move(info_)), meta(std::move(meta_)) {}
 };
 
 // Log lines (warnings: over-budget paths, dropped corrupt paths, crash recovery) go here; the
