@@ -7,6 +7,12 @@
 #include "fetch/log.h"
 
 namespace nls {
+namespace {
+
+// Thrown (and caught in GetImpl) when the prefetcher declines a path.
+struct PrefetchSkipped {};
+
+}  // namespace
 
 LazyStore::LazyStore(StoreCache& cache, Fetcher& fetcher, LazyStoreOptions options)
     : cache_(cache), fetcher_(fetcher), options_(options) {
@@ -48,40 +54,47 @@ std::shared_ptr<CachedPath> LazyStore::GetImpl(std::string_view hash_part, bool 
   std::shared_ptr<Flight> flight;
   {
     std::unique_lock lock(mu_);
-    if (shutdown_) {
-      throw CancelledError("fetching " + Quoted(hash_part) + ": nix-lazy-store is shutting down");
-    }
-    auto it = flights_.find(hash_part);
-    if (it == flights_.end()) {
-      flight = std::make_shared<Flight>();
-      flights_.emplace(std::string(hash_part), flight);
-      ++stats_.in_flight;
-      if (foreground) ++foreground_fetches_;
-    } else {
-      flight = it->second;
+    while (true) {
+      if (shutdown_) {
+        throw CancelledError("fetching " + Quoted(hash_part) + ": nix-lazy-store is shutting down");
+      }
+      auto it = flights_.find(hash_part);
+      if (it == flights_.end()) break;
+      auto other = it->second;
       ++stats_.coalesced;
-      flight->cv.wait(lock, [&] { return flight->done; });
-      if (flight->error) std::rethrow_exception(flight->error);
-      return flight->result;
+      other->cv.wait(lock, [&] { return other->done; });
+      if (other->skipped) continue;  // declined by the prefetcher: fetch it here
+      if (other->error) std::rethrow_exception(other->error);
+      return other->result;
     }
+    flight = std::make_shared<Flight>();
+    flights_.emplace(std::string(hash_part), flight);
+    ++stats_.in_flight;
+    if (foreground) ++foreground_fetches_;
   }
 
   std::shared_ptr<CachedPath> result;
   std::exception_ptr error;
+  bool skipped = false;
   try {
     result = FetchOne(std::string(hash_part), foreground);
+  } catch (const PrefetchSkipped&) {
+    skipped = true;
   } catch (...) {
     error = std::current_exception();
   }
   {
     std::lock_guard lock(mu_);
     flight->done = true;
+    flight->skipped = skipped;
     flight->result = result;
     flight->error = error;
     flights_.erase(std::string(hash_part));
     --stats_.in_flight;
     if (foreground) --foreground_fetches_;
-    if (error) {
+    if (skipped) {
+      ++stats_.prefetch_skipped;
+    } else if (error) {
       ++stats_.errors;
     } else if (!result) {
       ++stats_.not_found;
@@ -119,6 +132,11 @@ std::shared_ptr<CachedPath> LazyStore::FetchOne(const std::string& hash_part, bo
     NLS_LOG(kDebug) << "store path with hash " << hash_part << " is in no substituter";
     return nullptr;
   }
+  if (!foreground && info->info.nar_size > options_.prefetch_max_nar_bytes) {
+    NLS_LOG(kDebug) << "not prefetching " << info->info.store_path.FullPath() << ": its NAR ("
+                    << info->info.nar_size << " bytes) is larger than the prefetch limit";
+    throw PrefetchSkipped();
+  }
   const std::string full = info->info.store_path.FullPath();
   try {
     auto writer = cache_.BeginWrite(info->info);
@@ -139,6 +157,8 @@ std::shared_ptr<CachedPath> LazyStore::FetchOne(const std::string& hash_part, bo
   } catch (const Error& e) {
     NLS_LOG(kError) << "fetching " << full << " from " << info->substituter
                     << " failed (not cached): " << e.what();
+    // The substituter may be repaired (or the path re-pushed) with another narinfo: ask again.
+    fetcher_.Invalidate(hash_part);
     throw;
   } catch (const std::exception& e) {
     NLS_LOG(kError) << "fetching " << full << " from " << info->substituter

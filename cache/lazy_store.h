@@ -46,11 +46,16 @@ struct LazyStoreOptions {
   // half of it, and a path is prefetched at most once per process, so a small cache never
   // thrashes between the prefetcher and eviction.
   uint64_t cache_budget_bytes = 0;
+  // The prefetcher skips paths whose NAR is larger than this: prefetching pays off for chains
+  // of small libraries (latency), while a large path fetched speculatively competes with
+  // foreground fetches for bandwidth and CPU. Large paths are fetched when used.
+  uint64_t prefetch_max_nar_bytes = 8 << 20;
 };
 
 struct LazyStoreStats {
   uint64_t fetched = 0;            // paths fetched and committed (foreground + prefetch)
   uint64_t prefetched = 0;         // of which by the background prefetcher
+  uint64_t prefetch_skipped = 0;   // references not prefetched because their NAR is large
   uint64_t not_found = 0;          // Get calls answered "absent" (or unsigned)
   uint64_t errors = 0;             // fetches that failed (integrity, format, network)
   uint64_t coalesced = 0;          // Get calls that waited for another caller's fetch
@@ -99,6 +104,7 @@ class LazyStore {
  private:
   struct Flight {
     bool done = false;
+    bool skipped = false;  // a prefetch declined the path: waiters must fetch it themselves
     std::shared_ptr<CachedPath> result;
     std::exception_ptr error;
     std::condition_variable cv;

@@ -649,6 +649,8 @@ std::vector<Figure> LazyFs::Figures() {
   counter("retries", fst.retries, "Retried transfers.");
   counter("paths_fetched", ls.fetched, "Store paths fetched and cached.");
   counter("paths_prefetched", ls.prefetched, "Store paths fetched by the background prefetcher.");
+  counter("paths_prefetch_skipped", ls.prefetch_skipped,
+          "References not prefetched because their NAR is large.");
   counter("not_found", ls.not_found, "Lookups of paths no substituter has.");
   counter("errors", fst.errors + ls.errors + counters_.io_errors.load(),
           "Errors: failed transfers, failed fetches, EIO replies.");

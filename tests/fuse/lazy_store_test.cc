@@ -29,6 +29,7 @@ class ScriptedFetcher : public Fetcher {
   std::atomic<int> queries{0};
   std::atomic<int> fetches{0};
   std::atomic<int> delay_ms{0};
+  std::vector<std::string> invalidated;
 
   std::shared_ptr<const PathInfo> Query(std::string_view hash_part) override {
     ++queries;
@@ -54,16 +55,17 @@ class ScriptedFetcher : public Fetcher {
     if (f != failures.end() && f->second == "integrity") throw IntegrityError("NarHash mismatch");
     if (f != failures.end() && f->second == "sig") throw SignatureError("unsigned");
   }
+  void Invalidate(std::string_view hash_part) override { invalidated.emplace_back(hash_part); }
   void Cancel() override {}
   FetchStats Stats() override { return {}; }
 
-  void Add(int i, std::vector<int> refs = {}) {
+  void Add(int i, std::vector<int> refs = {}, uint64_t nar_size = 100) {
     NarInfo info;
     info.store_path = StorePath::FromBaseName(Base(i));
     info.url = "nar/x.nar";
     info.compression = "none";
     info.nar_hash = Hash::Of(Base(i));
-    info.nar_size = 100;
+    info.nar_size = nar_size;
     for (int r : refs) info.references.push_back(StorePath::FromBaseName(Base(r)));
     paths[std::string(info.store_path.hash_part())] = info;
   }
@@ -124,6 +126,8 @@ TEST_F(LazyStoreTest, ErrorsAreClassifiedAndNotRemembered) {
   fetcher_.failures[Hash(2)] = "integrity";
   EXPECT_THROW(lazy.Get(Hash(2)), IntegrityError);
   EXPECT_EQ(cache_->Find(Hash(2)), nullptr) << "nothing corrupt is kept";
+  EXPECT_EQ(fetcher_.invalidated, std::vector<std::string>{Hash(2)})
+      << "the fetcher forgets the narinfo of a failed fetch";
   fetcher_.failures[Hash(2)] = "transient";
   EXPECT_THROW(lazy.Get(Hash(2)), TransientError);
   fetcher_.failures[Hash(2)] = "sig";
@@ -136,10 +140,11 @@ TEST_F(LazyStoreTest, ErrorsAreClassifiedAndNotRemembered) {
 }
 
 TEST_F(LazyStoreTest, PrefetchesReferences) {
-  fetcher_.Add(1, {1, 2, 3});
+  fetcher_.Add(1, {1, 2, 3, 5});
   fetcher_.Add(2, {4});
   fetcher_.Add(3);
   fetcher_.Add(4);
+  fetcher_.Add(5, {}, 100 << 20);  // too large to prefetch
   LazyStore lazy(*cache_, fetcher_, {});
   ASSERT_TRUE(lazy.Get(Hash(1)));
   for (int i = 0;
@@ -149,7 +154,21 @@ TEST_F(LazyStoreTest, PrefetchesReferences) {
   EXPECT_TRUE(cache_->Find(Hash(2)));
   EXPECT_TRUE(cache_->Find(Hash(3)));
   EXPECT_TRUE(cache_->Find(Hash(4)));
+  for (int i = 0; i < 200 && lazy.Stats().prefetch_skipped == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(lazy.Stats().prefetch_skipped, 1u);
+  EXPECT_EQ(cache_->FindById(cache_->IdFor(StorePath::FromBaseName(Base(5)))), nullptr);
   EXPECT_EQ(fetcher_.fetches, 4);
+  EXPECT_TRUE(lazy.Get(Hash(5))) << "a foreground request fetches a large path";
+}
+
+TEST_F(LazyStoreTest, ForegroundWaitingOnSkippedPrefetchFetchesItself) {
+  fetcher_.Add(1, {}, 100 << 20);
+  fetcher_.delay_ms = 100;
+  LazyStore lazy(*cache_, fetcher_, {.prefetch_workers = 1});
+  lazy.Prefetch(Hash(1));
+  EXPECT_TRUE(lazy.Get(Hash(1)));
 }
 
 TEST_F(LazyStoreTest, FetchClosure) {
