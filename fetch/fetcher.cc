@@ -318,6 +318,15 @@ class FetcherImpl : public Fetcher {
                     << pipe.compressed_bytes() << " bytes in " << secs << " s";
   }
 
+  void Invalidate(std::string_view hash_part) override {
+    std::string h(hash_part);
+    std::lock_guard<std::mutex> lock(cache_mu_);
+    negative_.erase(h);
+    if (positive_.erase(h) > 0) {
+      positive_order_.erase(std::find(positive_order_.begin(), positive_order_.end(), h));
+    }
+  }
+
   void Cancel() override {
     cancelled_ = true;
     { std::lock_guard<std::mutex> lock(sleep_mu_); }

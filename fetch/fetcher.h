@@ -82,6 +82,10 @@ class Fetcher {
   // max_parallel_downloads run at once; further calls wait.
   virtual void FetchNar(const PathInfo& path, NarSink& sink) = 0;
 
+  // Forgets what Query remembered about this hash part (positive or negative), e.g. after
+  // FetchNar failed for good, so the next Query asks the substituters again.
+  virtual void Invalidate(std::string_view hash_part) = 0;
+
   // Cancels everything in flight; later calls throw CancelledError.
   virtual void Cancel() = 0;
 

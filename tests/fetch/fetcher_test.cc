@@ -117,6 +117,21 @@ TEST_F(FetcherTest, NegativeResultsExpireAfterTtl) {
   EXPECT_EQ(fetcher->Stats().narinfo_requests, 2u);
 }
 
+TEST_F(FetcherTest, InvalidateForgetsBothKinds) {
+  TestCache cache(tmp_.path() + "/c");
+  auto fetcher = Fetcher::Create(Options({cache.url()}));
+  std::string hp = TestCache::HashPart("late");
+  EXPECT_EQ(fetcher->Query(hp), nullptr);
+  cache.Add("late", SampleTree(), &key_);
+  fetcher->Invalidate(hp);
+  EXPECT_NE(fetcher->Query(hp), nullptr);
+  std::filesystem::remove(cache.dir() + "/" + hp + ".narinfo");
+  EXPECT_NE(fetcher->Query(hp), nullptr);  // positive results are kept
+  fetcher->Invalidate(hp);
+  EXPECT_EQ(fetcher->Query(hp), nullptr);
+  EXPECT_EQ(fetcher->Stats().narinfo_requests, 3u);
+}
+
 TEST_F(FetcherTest, ZeroTtlDisablesNegativeCache) {
   TestCache cache(tmp_.path() + "/c");
   FetchOptions o = Options({cache.url()});
