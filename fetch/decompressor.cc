@@ -42,17 +42,21 @@ class ZstdDecompressor : public Decompressor {
     ZSTD_inBuffer in{input.data(), input.size(), 0};
     while (true) {
       ZSTD_outBuffer o{buf_.data(), buf_.size(), 0};
+      size_t in_before = in.pos;
       size_t ret = ZSTD_decompressStream(ctx_, &o, &in);
       if (ZSTD_isError(ret)) {
         throw FormatError(std::string("corrupt zstd stream: ") + ZSTD_getErrorName(ret) +
                           " (compressed byte offset about " + std::to_string(consumed_ + in.pos) +
                           ")");
       }
-      last_ret_ = ret;
+      // A call that made no progress says nothing new (after a finished frame it would report
+      // the size of the next frame's header).
+      if (in.pos != in_before || o.pos > 0) last_ret_ = ret;
       if (o.pos > 0) out(std::string_view(buf_.data(), o.pos));
-      // Done with this input when it is consumed and the output buffer was not filled (a full
-      // buffer may mean more output is pending inside the decoder).
-      if (in.pos == in.size && o.pos < o.size) break;
+      // Done with this input when it is consumed and nothing more is pending: either the frame
+      // is complete (ret == 0) or the output buffer was not filled (a full buffer may mean more
+      // output is pending inside the decoder).
+      if (in.pos == in.size && (ret == 0 || o.pos < o.size)) break;
     }
     consumed_ += input.size();
   }
@@ -127,7 +131,8 @@ class XzDecompressor : public Decompressor {
       case LZMA_OPTIONS_ERROR:
         return "corrupt xz stream: unsupported options" + where;
       case LZMA_MEMLIMIT_ERROR:
-        return "xz stream needs more than 1 GiB of memory" + where;
+        return "xz stream needs more than " + std::to_string(kXzMemoryLimit >> 20) +
+               " MiB of memory to decode" + where;
       case LZMA_MEM_ERROR:
         return "xz: out of memory" + where;
       default:

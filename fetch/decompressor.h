@@ -1,8 +1,9 @@
 // Streaming decompression of NAR files as binary caches store them.
 //
 // Supported methods (the narinfo's Compression field): "none", "zstd", "xz", "bzip2".
-// Memory is bounded by the codec's window (xz: at most kXzMemoryLimit), never by the size of the
-// stream. Concatenated streams/frames are decoded as one stream, as the command-line tools do.
+// Memory is bounded by the codec's window (zstd: windows up to 128 MiB, zstd's default limit;
+// xz: at most kXzMemoryLimit), never by the size of the stream. Concatenated streams/frames are
+// decoded as one stream, as the command-line tools do.
 #pragma once
 
 #include <cstdint>
@@ -16,7 +17,7 @@ class Decompressor {
  public:
   using Output = std::function<void(std::string_view)>;
 
-  static constexpr uint64_t kXzMemoryLimit = 1ULL << 30;
+  static constexpr uint64_t kXzMemoryLimit = 256ULL << 20;  // xz -9 needs 65 MiB
 
   virtual ~Decompressor() = default;
 
