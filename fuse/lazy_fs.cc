@@ -77,6 +77,7 @@ struct LazyFs::Impl {
     conn->max_write = kMaxIoSize;  // also raises the kernel's max_pages, so reads can be 1 MiB
     conn->max_readahead = std::min<unsigned>(conn->max_readahead, kMaxIoSize);
     conn->time_gran = 1;
+    fs.initialized_ = true;
   }
 
   static void Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {

@@ -63,6 +63,9 @@ class LazyFs {
   void StartInvalidator(fuse_session* session);
   void StopInvalidator();
 
+  // True once the kernel's INIT was answered (the session is live).
+  bool initialized() const { return initialized_; }
+
   // Everything status/xattrs/metrics show.
   std::vector<Figure> Figures();
 
@@ -109,6 +112,7 @@ class LazyFs {
   LazyStore& lazy_;
   const LazyFsOptions options_;
   Counters counters_;
+  std::atomic<bool> initialized_{false};
   bool no_open_ = false;  // set in init when the kernel agreed to FUSE_CAP_NO_OPEN_SUPPORT
 
   std::mutex mu_;
