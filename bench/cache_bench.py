@@ -2,6 +2,7 @@
 """Drives bench/cache_bench (the chunk cache benchmarks) and prints a Markdown summary.
 
 Usage: bench/cache_bench.py --binary BUILD/bench/cache_bench [--work DIR] [--runs N] [--quick]
+Exits 1 when a target is missed (warm read ratio < 0.9, metadata load >= 100 ms).
 
 Measures, each against a baseline in the same run:
   * warm read throughput through StoreCache::Read vs reading the same files from the local file
@@ -45,6 +46,7 @@ def main():
     if a.runs < 5:
         sys.exit("--runs must be >= 5")
     os.makedirs(a.work, exist_ok=True)
+    missed = []
 
     print("### Warm reads: StoreCache::Read vs the local file system\n")
     print("| data set | files | bytes | ext4 open+pread MB/s | ext4 pread, pre-opened MB/s | "
@@ -59,14 +61,25 @@ def main():
         print(f"| {src} | {r['files']} | {mb(r['bytes'])} | {r['ext4_MBps']:.0f} | "
               f"{r['ext4_preopened_MBps']:.0f} | {r['cache_MBps']:.0f} | {r['ratio']:.2f} | "
               f"{r['ratio_preopened']:.2f} | {r['first_read_verify_MBps']:.0f} |")
+        if r["ratio"] < 0.9:
+            missed.append(f"warm read ratio {r['ratio']:.2f} < 0.9 on {src}")
 
     (m,) = run(a.binary, "meta", a.work, "50000")
     print(f"\n### Metadata load\n\n{m['nodes']} nodes, {mb(m['bytes'])} file: "
           f"PathMeta::Load (read + checks) median {m['load_ms_median']:.1f} ms, "
           f"max {m['load_ms_max']:.1f} ms (11 runs)\n")
+    if m["load_ms_median"] >= 100:
+        missed.append(f"metadata load {m['load_ms_median']:.1f} ms >= 100 ms")
 
-    if a.quick:
-        return
+    if not a.quick:
+        dedup(a)
+    if missed:
+        print("\nTARGETS MISSED: " + "; ".join(missed))
+        sys.exit(1)
+    print("\nAll targets met (warm read ratio >= 0.9 vs open+pread, metadata load < 100 ms).")
+
+
+def dedup(a):
     print("### Chunking: dedup between two versions, CPU cost\n")
     print("| A | B | strategy | B bytes already stored by A | dedup ratio (A+B) | "
           "avg chunk | chunk+hash MB/s |")
