@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -354,6 +355,7 @@ class StoreCacheImpl : public StoreCache {
   UniqueFd lock_fd_;
   UniqueFd dir_fd_;
   std::atomic<uint64_t> tmp_counter_{0};
+  size_t fd_cap_ = 0;  // max_open_chunks, bounded by RLIMIT_NOFILE
   uint64_t problems_ = 0;
   bool unrepaired_ = false;
 
@@ -403,6 +405,12 @@ StoreCacheImpl::StoreCacheImpl(const CacheOptions& options, bool fsck, Report re
     if (::mkdir(p.c_str(), 0755) != 0 && errno != EEXIST)
       throw ConfigError("cannot create " + p + ": " + Errno(errno));
   }
+  // Keep the descriptor cache well inside RLIMIT_NOFILE (the soft limit is often 1024): the
+  // rest of the process (FUSE, sockets, writers) needs descriptors too.
+  fd_cap_ = opt_.max_open_chunks;
+  struct rlimit rl;
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+    fd_cap_ = std::min<size_t>(fd_cap_, std::max<size_t>(kShards, size_t(rl.rlim_cur) / 2));
   dir_fd_ = UniqueFd(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (dir_fd_.get() < 0) ThrowSys("opening " + dir_);
   LoadIds();
@@ -1049,7 +1057,7 @@ std::shared_ptr<OpenChunk> StoreCacheImpl::GetChunkFd(const ChunkId& id, bool* v
   auto [it, inserted] = s.open.emplace(id, oc);
   if (!inserted) return it->second;
   s.order.push_back(id);
-  size_t cap = std::max<size_t>(1, opt_.max_open_chunks / kShards);
+  size_t cap = std::max<size_t>(1, fd_cap_ / kShards);
   while (s.open.size() > cap && !s.order.empty()) {
     s.open.erase(s.order.front());  // readers still using it keep their shared_ptr
     s.order.pop_front();
@@ -1123,7 +1131,13 @@ size_t StoreCacheImpl::Read(const CachedPath& path, uint32_t node, uint64_t offs
     size_t len = size_t(std::min<uint64_t>(c.size - in_chunk, n - done));
     bool verified;
     auto oc = GetChunkFd(c.id, &verified);
-    if (!oc) Corrupt(path, node, c, "is missing (" + Errno(errno) + ")");
+    if (!oc) {
+      int err = errno;
+      if (err == ENOENT) Corrupt(path, node, c, "is missing");
+      // Out of descriptors or memory: not the data's fault, keep the path.
+      throw Error("cached file " + FilePath(path, node) + ": cannot open chunk " + ChunkPath(c.id) +
+                  ": " + Errno(err));
+    }
     if (!verified || opt_.verify_always) {
       buf.resize(c.size + 1);
       size_t got = 0;

@@ -41,7 +41,8 @@ struct CacheOptions {
   // is fsync'd before its rename and the directory after it. false skips all of it: still
   // consistent after a process crash (SIGKILL), not after a power loss. Tests only.
   bool sync = true;
-  size_t max_open_chunks = 4096;  // bound of the cache of open chunk file descriptors
+  // Bound of the cache of open chunk file descriptors (also at most half of RLIMIT_NOFILE).
+  size_t max_open_chunks = 4096;
   ChunkerParams chunking = ChunkerParams::Default();
 };
 

@@ -183,6 +183,22 @@ TEST_F(StoreCacheTest, ByteRangesAcrossChunksAndAtEof) {
   EXPECT_THROW(cache->Read(*cp, 7, 0, std::span<char>(empty)), Error);
 }
 
+TEST_F(StoreCacheTest, OpenChunkDescriptorsAreBounded) {
+  opt_.max_open_chunks = 32;
+  auto cache = Open();
+  auto fds = [] {
+    return std::distance(fs::directory_iterator("/proc/self/fd"), fs::directory_iterator());
+  };
+  std::string data = test::RandomBytes(rng_, 600000);
+  Tree t;
+  t[""] = Item{PathMeta::Type::kRegular, false, data};
+  auto cp = Add(*cache, test::MakeInfo(Base(1)), t);
+  ASSERT_GT(cp->meta->chunks(0).size(), 64u);
+  auto before = fds();
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(test::ReadAll(*cache, *cp, 0, 7000), data);
+  EXPECT_LE(fds(), before + 32);
+}
+
 TEST_F(StoreCacheTest, SecondOpenFailsWithHolderPid) {
   auto cache = Open();
   try {
