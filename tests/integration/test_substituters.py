@@ -427,6 +427,21 @@ def test_http_proxy_through_squid():
             time.sleep(1)
             after = len(open(os.path.join(d, "access.log")).read().splitlines())
             t.check(after == before, "no_proxy bypasses squid")
+        with t.Nginx(s["caches"]["zstd"], tls=True) as ng:
+            env = dict(os.environ, https_proxy="http://127.0.0.1:%d" % port)
+            env.pop("no_proxy", None)
+            env.pop("NO_PROXY", None)
+            conf = os.path.join(WORK, "proxy-tls-nix.conf")
+            with open(conf, "w") as f:
+                f.write("ssl-cert-file = %s\n" % ng.ca_file)
+            out = fresh("proxy-tls")
+            cp = fetch([ng.url], [c["hello"]], out, env=env, extra=["--nix-conf", conf])
+            t.check(cp.returncode == 0, "https fetched through squid (CONNECT): "
+                    + cp.stderr[-1500:])
+            same_tree(c["hello"], out)
+            time.sleep(1)
+            log = open(os.path.join(d, "access.log")).read()
+            t.check("CONNECT 127.0.0.1:%d" % ng.port in log, "squid saw the CONNECT")
     finally:
         proc.terminate()
         try:
