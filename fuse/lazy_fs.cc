@@ -156,7 +156,8 @@ struct LazyFs::Impl {
     LazyFs& fs = Fs(req);
     if (ino == kRootIno) {
       struct stat st = RootAttr();
-      fuse_reply_attr(req, &st, 0);
+      // Constant (0555, root, mtime 1): default_permissions checks it on every path walk.
+      fuse_reply_attr(req, &st, fs.options_.entry_timeout_s);
       return;
     }
     auto path = fs.PathOf(ino);

@@ -112,8 +112,10 @@ int Serve(const MountCommand& cmd, const StoreSetup& setup, int& ready_fd) {
 
   std::string mount_opts = "fsname=nix-lazy-store,subtype=nix-lazy-store,ro,default_permissions";
   if (cmd.allow_other) mount_opts += ",allow_other";
-  const char* argv[] = {"nix-lazy-store", "-o", mount_opts.c_str()};
-  fuse_args args = FUSE_ARGS_INIT(3, const_cast<char**>(argv));
+  // NLS_FUSE_DEBUG=1 makes libfuse print every request (diagnostics only).
+  const bool fuse_debug = std::getenv("NLS_FUSE_DEBUG") != nullptr;
+  const char* argv[] = {"nix-lazy-store", "-o", mount_opts.c_str(), "-d"};
+  fuse_args args = FUSE_ARGS_INIT(fuse_debug ? 4 : 3, const_cast<char**>(argv));
   std::unique_ptr<fuse_session, SessionDeleter> session(
       fuse_session_new(&args, &LazyFs::Ops(), sizeof(fuse_lowlevel_ops), &fs));
   fuse_opt_free_args(&args);
