@@ -144,6 +144,29 @@ TEST_F(HttpTest, ConnectionRefusedIsTransientAndNotCachedAsAbsent) {
   EXPECT_GE(f->Stats().retries, 8u);
 }
 
+TEST_F(HttpTest, FailingSubstituterSitsOutTheCooldown) {
+  int port;
+  {
+    FaultServerProcess probe(cache_->dir());
+    port = probe.port();
+  }
+  std::string dead = "http://127.0.0.1:" + std::to_string(port) + "?priority=1";
+  FetchOptions o = Options(dead);
+  o.substituters = {dead, cache_->url()};
+  o.failure_cooldown_s = 30;
+  o.download_attempts = 3;
+  auto f = Fetcher::Create(o);
+  EXPECT_NE(f->Query(info_.store_path.hash_part()), nullptr);  // from the file cache
+  uint64_t retries = f->Stats().retries;
+  EXPECT_EQ(retries, 2u);  // nix-cache-info of the dead one: 3 attempts
+  auto t = Clock::now();
+  EXPECT_NE(f->Query(plain_.store_path.hash_part()), nullptr);
+  EXPECT_EQ(f->Stats().retries, retries);  // not asked again during the cool-down
+  EXPECT_LT(Since(t), 0.5);
+  // A path nobody has: the unavailable substituter makes it a transient failure, not "absent".
+  EXPECT_THROW(f->Query(TestCache::HashPart("nowhere")), TransientError);
+}
+
 TEST_F(HttpTest, MissingCacheInfoDisablesHttpSubstituter) {
   FaultServerProcess server(cache_->dir(), R"([{"path": "nix-cache-info", "status": 404}])");
   auto f = Fetcher::Create(Options(server.url()));
