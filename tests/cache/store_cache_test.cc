@@ -546,5 +546,31 @@ TEST_F(StoreCacheTest, ConcurrentReadersWhileWriting) {
   EXPECT_GT(reads, 0);
 }
 
+TEST_F(StoreCacheTest, ConcurrentWritersOfTheSameAndSharedChunks) {
+  auto cache = Open();
+  Tree shared = SimpleTree(rng_, 80000);
+  std::vector<std::thread> writers;
+  std::atomic<int> bad{0};
+  for (int w = 0; w < 3; ++w) {
+    writers.emplace_back([&, w] {
+      for (int i = 0; i < 15; ++i) {
+        // Every writer commits path 1 (same contents) and its own path sharing all chunks.
+        auto a = Add(*cache, test::MakeInfo(Base(1)), shared);
+        auto b = Add(*cache, test::MakeInfo(Base(10 + w)), shared);
+        if (!test::Diff(*cache, *a, shared).empty() || !test::Diff(*cache, *b, shared).empty())
+          ++bad;
+        if (i % 5 == 0) cache->Evict(0);
+      }
+    });
+  }
+  for (auto& t : writers) t.join();
+  EXPECT_EQ(bad, 0);
+  EXPECT_EQ(ChunkFiles(), cache->Stats().chunks);
+  cache.reset();
+  std::vector<std::string> report;
+  EXPECT_TRUE(Fsck(opt_, [&](std::string_view l) { report.emplace_back(l); }));
+  EXPECT_TRUE(report.empty()) << report[0];
+}
+
 }  // namespace
 }  // namespace nls
