@@ -31,9 +31,10 @@ struct StoreOptions {
   std::string cache_dir = "/var/cache/nix-lazy-store";  // --cache-dir
   uint64_t cache_size = 0;                              // --cache-size SIZE (0 = unlimited)
   std::vector<std::string> pins;                        // --pin STORE-PATH (repeatable), base names
-  double negative_ttl_s = 2;                            // --negative-ttl SECONDS
-  bool prefetch_references = true;                      // --[no-]prefetch-references
-  std::optional<LogLevel> log_level;                    // --log-level LEVEL
+  // --negative-ttl SECONDS; when absent, nix.conf's narinfo-cache-negative-ttl, else 2 s.
+  std::optional<double> negative_ttl_s;
+  bool prefetch_references = true;    // --[no-]prefetch-references
+  std::optional<LogLevel> log_level;  // --log-level LEVEL
 };
 
 struct MountCommand {

@@ -48,7 +48,7 @@ StoreSetup BuildStoreSetup(const StoreOptions& options, const std::string& defau
     setup.fetch.trusted_keys = std::move(keys);
   }
   if (options.no_require_sigs) setup.fetch.require_sigs = false;
-  setup.fetch.negative_ttl_s = options.negative_ttl_s;
+  if (options.negative_ttl_s) setup.fetch.negative_ttl_s = *options.negative_ttl_s;
   if (setup.fetch.substituters.empty()) {
     throw ConfigError("no substituter configured: give --substituter URL" +
                       std::string(conf.empty() ? "" : " or set substituters in " + conf));

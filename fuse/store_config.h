@@ -4,8 +4,9 @@
 // nix.conf: --nix-conf FILE when given (it must exist), else /etc/nix/nix.conf when it exists.
 // It supplies substituters, trusted-public-keys, require-sigs, connect-timeout, ... . Options
 // given on the command line win: --substituter / --trusted-public-key values, when any are
-// given, replace nix.conf's lists; --no-require-sigs turns signature checks off;
-// --negative-ttl always applies (default 2 s: Nix's 3600 s is wrong for a lazy store).
+// given, replace nix.conf's lists; --no-require-sigs turns signature checks off; --negative-ttl
+// overrides narinfo-cache-negative-ttl. When neither sets it the negative TTL is 2 s, not Nix's
+// 3600 s: an executor often asks for a path moments before the Nix server has pushed it.
 #pragma once
 
 #include <string>

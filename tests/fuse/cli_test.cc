@@ -36,7 +36,7 @@ TEST(CliTest, MountDefaults) {
   EXPECT_FALSE(m.store.nix_conf.has_value());
   EXPECT_EQ(m.store.cache_dir, "/var/cache/nix-lazy-store");
   EXPECT_EQ(m.store.cache_size, 0u);
-  EXPECT_DOUBLE_EQ(m.store.negative_ttl_s, 2);
+  EXPECT_FALSE(m.store.negative_ttl_s.has_value());  // nix.conf or the 2 s default decides
   EXPECT_TRUE(m.store.prefetch_references);
   EXPECT_FALSE(m.allow_other);
   EXPECT_FALSE(m.foreground);
@@ -81,7 +81,7 @@ TEST(CliTest, MountEveryOption) {
   EXPECT_EQ(m.store.cache_dir, "/var/c");
   EXPECT_EQ(m.store.cache_size, 20ull << 30);
   EXPECT_EQ(m.store.pins, (std::vector<std::string>{kBase, kBase}));
-  EXPECT_DOUBLE_EQ(m.store.negative_ttl_s, 0.5);
+  EXPECT_DOUBLE_EQ(m.store.negative_ttl_s.value(), 0.5);
   EXPECT_FALSE(m.store.prefetch_references);
   EXPECT_TRUE(m.allow_other);
   EXPECT_TRUE(m.foreground);
