@@ -95,8 +95,8 @@ struct LazyFs::Impl {
       try {
         path = fs.lazy_.Get(sp->hash_part());
       } catch (const std::exception& e) {
-        // LazyStore logged the cause with the substituter.
-        NLS_LOG(kDebug) << "lookup of /nix/store/" << Quoted(base) << ": " << e.what();
+        // LazyStore logged the details per substituter; this line names the path as asked for.
+        NLS_LOG(kError) << "lookup of /nix/store/" << base << " failed (EIO): " << e.what();
         ReplyIoError(fs, req);
         return;
       }
