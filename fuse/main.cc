@@ -1,4 +1,6 @@
 // nix-lazy-store: a lazy, read-only /nix/store over FUSE. See `nix-lazy-store --help`.
+#include <sys/resource.h>
+
 #include <iostream>
 #include <string>
 #include <vector>
@@ -6,7 +8,23 @@
 #include "fuse/cli.h"
 #include "fuse/commands.h"
 
+namespace {
+
+// The cache keeps chunk files open (bounded by half the soft RLIMIT_NOFILE), and a FUSE daemon
+// serves many readers: use all the descriptors the hard limit allows (often 1024 soft vs 512Ki
+// hard under systemd and Kubernetes).
+void RaiseOpenFileLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  RaiseOpenFileLimit();
   std::vector<std::string> args(argv + 1, argv + argc);
   nls::Command command;
   try {
