@@ -805,6 +805,9 @@ void StoreCacheImpl::AcquireChunk(PathWriterImpl& w, const ChunkId& id, std::str
     chunk_disk_ += disk;
   }
   w.written_.push_back(id);
+  // This process just hashed these bytes and wrote them: the first read need not re-hash them
+  // (verification guards against damage from earlier runs: crashes, bit rot, tampering).
+  MarkVerified(id);
 }
 
 void StoreCacheImpl::DeleteChunkFileLocked(const ChunkId& id, ChunkEntry& e) {
@@ -1124,7 +1127,10 @@ size_t StoreCacheImpl::Read(const CachedPath& path, uint32_t node, uint64_t offs
   auto offs = m.chunk_offsets(node);
   size_t i = m.ChunkAt(node, offset);
   size_t done = 0;
-  std::string buf;
+  // Whole-chunk buffer for verification, reused by this thread (chunks are at most
+  // chunking.max bytes; no allocation or zero-filling per read).
+  thread_local std::unique_ptr<char[]> vbuf;
+  thread_local size_t vbuf_size = 0;
   while (done < n) {
     const ChunkRef& c = chunks[i];
     uint64_t in_chunk = offset + done - offs[i];
@@ -1139,10 +1145,15 @@ size_t StoreCacheImpl::Read(const CachedPath& path, uint32_t node, uint64_t offs
                   ": " + Errno(err));
     }
     if (!verified || opt_.verify_always) {
-      buf.resize(c.size + 1);
+      const size_t want = size_t(c.size) + 1;  // one more: a longer file is detected
+      if (vbuf_size < want) {
+        vbuf = std::make_unique<char[]>(want);
+        vbuf_size = want;
+      }
+      char* const buf = vbuf.get();
       size_t got = 0;
-      while (got < buf.size()) {
-        ssize_t r = ::pread(oc->fd.get(), buf.data() + got, buf.size() - got, off_t(got));
+      while (got < want) {
+        ssize_t r = ::pread(oc->fd.get(), buf + got, want - got, off_t(got));
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) Corrupt(path, node, c, "cannot be read (" + Errno(errno) + ")");
         if (r == 0) break;
@@ -1151,10 +1162,10 @@ size_t StoreCacheImpl::Read(const CachedPath& path, uint32_t node, uint64_t offs
       if (got != c.size)
         Corrupt(path, node, c,
                 "has " + std::to_string(got) + " bytes instead of " + std::to_string(c.size));
-      if (ChunkId::Of(std::string_view(buf.data(), c.size)) != c.id)
+      if (ChunkId::Of(std::string_view(buf, c.size)) != c.id)
         Corrupt(path, node, c, "does not match its XXH3-128 hash");
       MarkVerified(c.id);
-      std::memcpy(out.data() + done, buf.data() + in_chunk, len);
+      std::memcpy(out.data() + done, buf + in_chunk, len);
     } else {
       size_t got = 0;
       while (got < len) {
