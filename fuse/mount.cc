@@ -1,14 +1,17 @@
 // `nix-lazy-store mount`: daemonisation, readiness, signals, and the FUSE session.
 #include <fcntl.h>
+#include <linux/fuse.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -29,6 +32,51 @@
 #include "fuse/store_config.h"
 
 namespace nls {
+
+namespace {
+
+// libfuse 3.14 never sets FUSE_PARALLEL_DIROPS in its INIT reply, even when the file system
+// asks for FUSE_CAP_PARALLEL_DIROPS: the kernel then serialises LOOKUPs in a directory, so
+// cold lookups of different store paths (each a whole fetch) ran one after the other. The
+// session's I/O goes through these two functions (fuse_session_custom_io, same fd), which set
+// the flag in the INIT reply when the kernel offered it. Everything else passes unchanged.
+std::atomic<uint64_t> g_init_unique{0};
+std::atomic<bool> g_kernel_parallel_dirops{false};
+
+ssize_t SessionRead(int fd, void* buf, size_t len, void*) {
+  const ssize_t n = ::read(fd, buf, len);
+  if (n >= ssize_t(sizeof(fuse_in_header) + sizeof(fuse_init_in)) && g_init_unique.load() == 0) {
+    fuse_in_header in;
+    std::memcpy(&in, buf, sizeof(in));
+    if (in.opcode == FUSE_INIT) {
+      fuse_init_in init;
+      std::memcpy(&init, static_cast<char*>(buf) + sizeof(in), sizeof(init));
+      g_kernel_parallel_dirops = (init.flags & FUSE_PARALLEL_DIROPS) != 0;
+      g_init_unique = in.unique;
+    }
+  }
+  return n;
+}
+
+ssize_t SessionWritev(int fd, iovec* iov, int count, void*) {
+  const uint64_t init_unique = g_init_unique.load();
+  if (init_unique != 0 && count >= 2 && iov[0].iov_len >= sizeof(fuse_out_header) &&
+      iov[1].iov_len >= offsetof(fuse_init_out, flags) + sizeof(uint32_t)) {
+    fuse_out_header out;
+    std::memcpy(&out, iov[0].iov_base, sizeof(out));
+    if (out.unique == init_unique && out.error == 0 && g_kernel_parallel_dirops) {
+      uint32_t flags;
+      char* p = static_cast<char*>(iov[1].iov_base) + offsetof(fuse_init_out, flags);
+      std::memcpy(&flags, p, sizeof(flags));
+      flags |= FUSE_PARALLEL_DIROPS;
+      std::memcpy(p, &flags, sizeof(flags));
+    }
+  }
+  return ::writev(fd, iov, count);
+}
+
+}  // namespace
+
 namespace {
 
 // Signal used to wake the session loop's main thread after fuse_session_exit().
@@ -127,6 +175,15 @@ int Serve(const MountCommand& cmd, const StoreSetup& setup, int& ready_fd) {
     NLS_LOG(kError) << "mount " << cmd.mountpoint
                     << ": mounting failed (is /dev/fuse usable and the directory present?)";
     return 1;
+  }
+  {
+    fuse_custom_io io{};
+    io.read = SessionRead;
+    io.writev = SessionWritev;
+    if (fuse_session_custom_io(session.get(), &io, fuse_session_fd(session.get())) != 0) {
+      NLS_LOG(kWarn) << "mount " << cmd.mountpoint
+                     << ": cannot hook the FUSE session's I/O; lookups will be serialised";
+    }
   }
   fs.StartInvalidator(session.get());
 
