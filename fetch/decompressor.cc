@@ -166,46 +166,16 @@ class Bzip2Decompressor : public Decompressor {
       }
       strm_.next_in = const_cast<char*>(input.data() + pos);
       strm_.avail_in = static_cast<unsigned>(std::min<size_t>(input.size() - pos, 1u << 30));
-      size_t before = strm_.avail_in;
-      strm_.next_out = buf_.data();
-      strm_.avail_out = static_cast<unsigned>(buf_.size());
-      int r = BZ2_bzDecompress(&strm_);
-      pos += before - strm_.avail_in;
-      consumed_ += before - strm_.avail_in;
-      size_t produced = buf_.size() - strm_.avail_out;
-      if (produced > 0) out(std::string_view(buf_.data(), produced));
-      if (r == BZ_STREAM_END) {
-        // Another stream may follow (like `bzip2 -d`): start afresh on the remaining input.
-        BZ2_bzDecompressEnd(&strm_);
-        active_ = false;
-        in_stream_ = false;
-        streams_++;
-        continue;
-      }
-      if (r != BZ_OK) {
-        throw FormatError("corrupt bzip2 stream (error " + std::to_string(r) +
-                          ", compressed byte offset about " + std::to_string(consumed_) + ")");
-      }
+      const size_t before = strm_.avail_in;
+      // At a stream's end another may follow (like `bzip2 -d`): the loop starts afresh on the
+      // remaining input.
+      Step(out, [&] {
+        pos += before - strm_.avail_in;
+        consumed_ += before - strm_.avail_in;
+      });
     }
     // Drain output still held by the decoder (avail_in == 0 but a full output buffer).
-    while (active_ && strm_.avail_out == 0) {
-      strm_.next_out = buf_.data();
-      strm_.avail_out = static_cast<unsigned>(buf_.size());
-      int r = BZ2_bzDecompress(&strm_);
-      size_t produced = buf_.size() - strm_.avail_out;
-      if (produced > 0) out(std::string_view(buf_.data(), produced));
-      if (r == BZ_STREAM_END) {
-        BZ2_bzDecompressEnd(&strm_);
-        active_ = false;
-        in_stream_ = false;
-        streams_++;
-        break;
-      }
-      if (r != BZ_OK) {
-        throw FormatError("corrupt bzip2 stream (error " + std::to_string(r) +
-                          ", compressed byte offset about " + std::to_string(consumed_) + ")");
-      }
-    }
+    while (active_ && strm_.avail_out == 0) Step(out, [] {});
   }
 
   void Finish(const Output& out) override {
@@ -217,6 +187,27 @@ class Bzip2Decompressor : public Decompressor {
   }
 
  private:
+  // One BZ2_bzDecompress call into buf_: emits what it produced, closes the decoder at the end of
+  // a stream, throws on corrupt input. `account` runs right after the call (input bookkeeping).
+  template <typename Account>
+  void Step(const Output& out, Account account) {
+    strm_.next_out = buf_.data();
+    strm_.avail_out = static_cast<unsigned>(buf_.size());
+    const int r = BZ2_bzDecompress(&strm_);
+    account();
+    const size_t produced = buf_.size() - strm_.avail_out;
+    if (produced > 0) out(std::string_view(buf_.data(), produced));
+    if (r == BZ_STREAM_END) {
+      BZ2_bzDecompressEnd(&strm_);
+      active_ = false;
+      in_stream_ = false;
+      streams_++;
+    } else if (r != BZ_OK) {
+      throw FormatError("corrupt bzip2 stream (error " + std::to_string(r) +
+                        ", compressed byte offset about " + std::to_string(consumed_) + ")");
+    }
+  }
+
   bz_stream strm_{};
   std::vector<char> buf_;
   bool active_ = false;
