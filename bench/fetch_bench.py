@@ -19,7 +19,6 @@ Usage: bench/fetch_bench.py [--runs N] [--total-mb MB] [--parts N] [--jobs N]
 Needs root, nix-bin, nginx, curl (tests/lib/nlstest.py fixtures).
 """
 import argparse
-import glob
 import json
 import os
 import shutil
@@ -35,15 +34,10 @@ import nlstest as t  # noqa: E402
 
 
 def find_fetch_tool(explicit):
-    cands = [explicit, os.environ.get("NLS_FETCH_TOOL", "")]
-    if os.environ.get("NLS_BUILD_DIR"):
-        cands.append(os.path.join(os.environ["NLS_BUILD_DIR"], "tests", "fetch_tool"))
-    cands += sorted(glob.glob(os.path.join(t.SOURCE_DIR, "build*", "tests", "fetch_tool")))
-    cands += sorted(glob.glob(os.path.join(t.SOURCE_DIR, "build*", "*", "fetch_tool")))
-    for c in cands:
-        if c and os.access(c, os.X_OK):
-            return c
-    sys.exit("fetch_tool not found; build the fetch_tool target or pass --fetch-tool")
+    try:
+        return t.find_built("tests", "fetch_tool", [explicit, os.environ.get("NLS_FETCH_TOOL", "")])
+    except RuntimeError as e:
+        sys.exit("%s; or pass --fetch-tool" % e)
 
 
 def timed(cmd, env=None):

@@ -10,7 +10,7 @@
   equals the .ls file Nix wrote; corrupt or mismatching input is refused.
 Needs root and nix; finds nar_tool under $NLS_BUILD_DIR (tests/nar_tool).
 """
-import glob
+
 import hashlib
 import json
 import os
@@ -24,14 +24,7 @@ from nlstest import check, run  # noqa: E402
 
 
 def nar_tool():
-    cands = []
-    if os.environ.get("NLS_BUILD_DIR"):
-        cands.append(os.path.join(os.environ["NLS_BUILD_DIR"], "tests", "nar_tool"))
-    cands += sorted(glob.glob(os.path.join(nlstest.SOURCE_DIR, "build*", "tests", "nar_tool")))
-    for c in cands:
-        if os.access(c, os.X_OK):
-            return c
-    raise RuntimeError("nar_tool not found (set NLS_BUILD_DIR); looked at %s" % cands)
+    return nlstest.find_built("tests", "nar_tool")
 
 
 NAR_TOOL = nar_tool()

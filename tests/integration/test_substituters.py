@@ -10,7 +10,6 @@ error, 5 transient), nothing left in the output directory on failure, and a log 
 store path (or hash), the substituter and the cause."""
 import atexit
 import functools
-import glob
 import json
 import os
 import re
@@ -30,15 +29,7 @@ atexit.register(shutil.rmtree, WORK, True)
 
 
 def fetch_tool():
-    cands = [os.environ.get("NLS_FETCH_TOOL", "")]
-    if os.environ.get("NLS_BUILD_DIR"):
-        cands.append(os.path.join(os.environ["NLS_BUILD_DIR"], "tests", "fetch_tool"))
-    cands += sorted(glob.glob(os.path.join(t.SOURCE_DIR, "build*", "tests", "fetch_tool")))
-    cands += sorted(glob.glob(os.path.join(t.SOURCE_DIR, "build*", "*", "fetch_tool")))
-    for c in cands:
-        if c and os.access(c, os.X_OK):
-            return c
-    raise RuntimeError("fetch_tool not found (build the fetch_tool target): %s" % cands)
+    return t.find_built("tests", "fetch_tool", [os.environ.get("NLS_FETCH_TOOL", "")])
 
 
 @functools.lru_cache(maxsize=None)

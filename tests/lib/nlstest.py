@@ -57,6 +57,7 @@ Processes and places:
   run(cmd, check=True, input=None, env=None, cwd=None, timeout=600, capture=True)
       -> CompletedProcess (text).  On failure raises CommandError whose message has the command,
       exit status, stdout and stderr (and prints them).
+  find_built(subdir, name, first=()) -> path of a built tool ($NLS_BUILD_DIR, then build*/)
   free_port() -> int (a currently free TCP port on 127.0.0.1)
   tmpdir(prefix="nls-test-", base=None) -> context manager yielding a fresh directory, removed
       on exit (unmounts nothing: use MountNamespace for mounts)
@@ -100,6 +101,7 @@ Test scripts:
 
 import contextlib
 import functools
+import glob
 import inspect
 import os
 import shutil
@@ -661,6 +663,23 @@ def _comm(pid):
             return f.read().strip()
     except OSError:
         return None
+
+
+def find_built(subdir, name, first=()):
+    """Path of a program the build made (a test tool or benchmark): the candidates in `first`
+    (explicit paths, empty ones skipped), then $NLS_BUILD_DIR/<subdir>/<name> (ctest sets it),
+    then build*/<subdir>/<name> and build*/*/<subdir>/<name> under the source tree. Raises
+    RuntimeError saying where it looked."""
+    cands = [c for c in first if c]
+    if os.environ.get("NLS_BUILD_DIR"):
+        cands.append(os.path.join(os.environ["NLS_BUILD_DIR"], subdir, name))
+    for pattern in (("build*", subdir, name), ("build*", "*", subdir, name)):
+        cands += sorted(glob.glob(os.path.join(SOURCE_DIR, *pattern)))
+    for c in cands:
+        if os.access(c, os.X_OK):
+            return c
+    raise RuntimeError("%s not found (build its target, or set NLS_BUILD_DIR); looked at %s" %
+                       (name, cands))
 
 
 def find_binary():
