@@ -723,9 +723,24 @@ class LazyStore:
         argv.append(mountpoint)
         self.argv = argv
         fd, self.log_path = tempfile.mkstemp(prefix="nls-daemon-", suffix=".log")
-        with os.fdopen(fd, "wb") as logf:
-            self.proc = ns.popen(argv, stdout=logf, stderr=subprocess.STDOUT)
+        # Readiness as systemd sees it: the daemon sends READY=1 to $NOTIFY_SOCKET once mounted
+        # (no polling delay in timings); /proc/PID/mounts is still what decides.
+        notify_dir = tempfile.mkdtemp(prefix="nls-notify-")
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            notify.bind(os.path.join(notify_dir, "notify"))
+            env = dict(os.environ, NOTIFY_SOCKET=os.path.join(notify_dir, "notify"))
+            with os.fdopen(fd, "wb") as logf:
+                self.proc = ns.popen(argv, stdout=logf, stderr=subprocess.STDOUT, env=env)
+            self._wait_mounted(argv, timeout, notify)
+        finally:
+            notify.close()
+            shutil.rmtree(notify_dir, ignore_errors=True)
+
+    def _wait_mounted(self, argv, timeout, notify):
+        mountpoint = self.mountpoint
         deadline = time.monotonic() + timeout
+        notify.settimeout(0.05)
         while not self.is_mounted():
             if self.proc.poll() is not None:
                 raise RuntimeError("nix-lazy-store exited with status %s before mounting %s\n"
@@ -737,7 +752,10 @@ class LazyStore:
                 raise RuntimeError("nix-lazy-store did not mount %s within %s s\ncommand: %s\n"
                                    "--- log ---\n%s" % (mountpoint, timeout, " ".join(argv),
                                                         self.log()))
-            time.sleep(0.05)
+            try:
+                notify.recv(4096)
+            except socket.timeout:
+                pass
 
     def is_mounted(self):
         return self.ns.is_mounted(self.mountpoint, "fuse")
