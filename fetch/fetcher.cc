@@ -45,7 +45,7 @@ struct SubState {
 
 enum class Availability { kUsable, kDisabled, kUnavailable };
 
-// Compressed bytes -> FileSize/FileHash check -> decompressor -> NarParser -> sink.
+// Compressed bytes -> FileSize (and optional FileHash) check -> decompressor -> NarParser -> sink.
 //
 // The parser (and so the sink) lives for the whole FetchNar; the "source" (one NAR file of one
 // substituter: decompressor, FileHash state) can be replaced when a download has to continue from
@@ -53,7 +53,8 @@ enum class Availability { kUsable, kDisabled, kUnavailable };
 // NAR, so a new source skips the uncompressed bytes the parser has already consumed.
 class NarPipeline {
  public:
-  explicit NarPipeline(NarSink& sink) : parser_(sink) {}
+  NarPipeline(NarSink& sink, bool check_file_hash)
+      : parser_(sink), check_file_hash_(check_file_hash) {}
 
   // Starts reading `info`'s NAR file from the beginning; `origin` names path, URL and substituter.
   void StartSource(const NarInfo& info, std::string origin) {
@@ -74,7 +75,7 @@ class NarPipeline {
       throw IntegrityError(origin_ + ": the NAR file is larger than its FileSize " +
                            std::to_string(*info_->file_size));
     }
-    if (info_->file_hash) file_hasher_->Update(data);
+    if (check_file_hash_ && info_->file_hash) file_hasher_->Update(data);
     Wrap([&] { decompressor_->Feed(data, Out()); });
   }
 
@@ -85,7 +86,7 @@ class NarPipeline {
                            std::to_string(*info_->file_size) + " bytes, got " +
                            std::to_string(compressed_));
     }
-    if (info_->file_hash) {
+    if (check_file_hash_ && info_->file_hash) {
       Hash got = file_hasher_->Finish();
       if (got != *info_->file_hash) {
         throw IntegrityError(origin_ + ": FileHash mismatch: expected " +
@@ -123,6 +124,7 @@ class NarPipeline {
   }
 
   NarParser parser_;
+  const bool check_file_hash_;
   const NarInfo* info_ = nullptr;
   std::string origin_;
   std::unique_ptr<Decompressor> decompressor_;
@@ -284,7 +286,7 @@ class FetcherImpl : public Fetcher {
     Slot slot(*this);
     ++nar_downloads_;
     auto started = Clock::now();
-    NarPipeline pipe(sink);
+    NarPipeline pipe(sink, opt_.check_file_hash);
     // The current source; replaced by another substituter's copy of the same NAR when this one
     // keeps failing.
     std::shared_ptr<const PathInfo> source = std::make_shared<PathInfo>(path);

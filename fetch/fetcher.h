@@ -33,6 +33,11 @@ struct FetchOptions {
   int max_parallel_downloads = 16;      // NAR downloads at once; others wait
   double max_retry_after_s = 10;        // a server's Retry-After is honoured up to this
   size_t max_cached_narinfos = 100000;  // positive narinfo cache bound (oldest dropped)
+  // Also check the compressed file's SHA-256 against the narinfo's FileHash. Off by default, as
+  // in Nix: FileHash is not covered by the signature (NarHash is, and is always checked), so it
+  // adds no protection, only a second SHA-256 pass over every download. FileSize is always
+  // checked when given (it bounds the download).
+  bool check_file_hash = false;
 };
 
 // Where a path was found, and its verified narinfo.
@@ -70,16 +75,15 @@ class Fetcher {
   virtual std::shared_ptr<const PathInfo> Query(std::string_view hash_part) = 0;
 
   // Streams the NAR: download -> decompression -> NarParser -> sink. Returns only after NarSize,
-  // NarHash (and FileSize and FileHash, when given) verified. Throws IntegrityError / FormatError /
-  // TransientError naming the path, the substituter and the cause (NotFoundError if the NAR file
-  // is missing from the cache). Retries transient failures; an interrupted download resumes at
-  // the compressed offset reached (HTTP Range; a server answering 200 instead of 206 has the
-  // already consumed prefix skipped), so the sink never sees an event twice. When the
-  // substituter keeps failing (or lacks the NAR file), the download continues from the next
-  // substituter (by priority) whose trusted narinfo has the same NarHash and NarSize, skipping the
-  // NAR bytes already parsed. On any throw the
-  // sink has seen a partial, unverified NAR and its owner must discard it. At most
-  // max_parallel_downloads run at once; further calls wait.
+  // NarHash (and FileSize when given; FileHash with check_file_hash) verified. Throws
+  // IntegrityError / FormatError / TransientError naming the path, the substituter and the cause
+  // (NotFoundError if the NAR file is missing from the cache). Retries transient failures; an
+  // interrupted download resumes at the compressed offset reached (HTTP Range; a server answering
+  // 200 instead of 206 has the already consumed prefix skipped), so the sink never sees an event
+  // twice. When the substituter keeps failing (or lacks the NAR file), the download continues from
+  // the next substituter (by priority) whose trusted narinfo has the same NarHash and NarSize,
+  // skipping the NAR bytes already parsed. On any throw the sink has seen a partial, unverified NAR
+  // and its owner must discard it. At most max_parallel_downloads run at once; further calls wait.
   virtual void FetchNar(const PathInfo& path, NarSink& sink) = 0;
 
   // Forgets what Query remembered about this hash part (positive or negative), e.g. after

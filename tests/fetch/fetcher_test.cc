@@ -221,23 +221,34 @@ TEST_F(FetcherTest, MissingCacheInfoIsAcceptedForFileCaches) {
 TEST_F(FetcherTest, CorruptNarIsRejectedNamingPathAndSubstituter) {
   TestCache cache(tmp_.path() + "/c");
   NarInfo info = cache.Add("corrupt", SampleTree(), &key_);
+  ASSERT_TRUE(info.file_hash.has_value());
   std::string nar_file = cache.dir() + "/" + info.url;
   std::string data = testing::ReadFile(nar_file);
   data[data.size() / 2] ^= 1;  // inside the big file's contents: still a valid NAR
   testing::WriteFile(nar_file, data);
-  auto f = Fetcher::Create(Options({cache.url()}));
-  auto path = f->Query(info.store_path.hash_part());
-  ASSERT_NE(path, nullptr);
-  RebuildSink sink;
-  try {
-    f->FetchNar(*path, sink);
-    FAIL() << "corrupt NAR accepted";
-  } catch (const IntegrityError& e) {
-    std::string msg = e.what();
-    EXPECT_NE(msg.find(info.store_path.FullPath()), std::string::npos) << msg;
-    EXPECT_NE(msg.find(cache.url()), std::string::npos) << msg;
-    EXPECT_NE(msg.find("FileHash mismatch"), std::string::npos) << msg;
-    EXPECT_NE(msg.find(info.file_hash->ToNixString()), std::string::npos) << msg;
+  // By default (as in Nix) the unsigned FileHash is not checked: the signed NarHash catches it.
+  // With check_file_hash the FileHash mismatch is reported first.
+  for (bool check_file_hash : {false, true}) {
+    FetchOptions o = Options({cache.url()});
+    o.check_file_hash = check_file_hash;
+    auto f = Fetcher::Create(o);
+    auto path = f->Query(info.store_path.hash_part());
+    ASSERT_NE(path, nullptr);
+    RebuildSink sink;
+    try {
+      f->FetchNar(*path, sink);
+      FAIL() << "corrupt NAR accepted";
+    } catch (const IntegrityError& e) {
+      std::string msg = e.what();
+      EXPECT_NE(msg.find(info.store_path.FullPath()), std::string::npos) << msg;
+      EXPECT_NE(msg.find(cache.url()), std::string::npos) << msg;
+      if (check_file_hash) {
+        EXPECT_NE(msg.find("FileHash mismatch"), std::string::npos) << msg;
+        EXPECT_NE(msg.find(info.file_hash->ToNixString()), std::string::npos) << msg;
+      } else {
+        EXPECT_NE(msg.find("NarHash mismatch"), std::string::npos) << msg;
+      }
+    }
   }
 }
 
