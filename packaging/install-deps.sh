@@ -7,6 +7,7 @@ PKGS=(
   libfuse3-dev fuse3 libcurl4-openssl-dev libzstd-dev zstd liblzma-dev xz-utils libbz2-dev bzip2
   libssl-dev nlohmann-json3-dev libxxhash-dev libgtest-dev libgmock-dev
   nix-bin nginx-light squid curl openssl python3 util-linux procps psmisc attr patchelf
+  libnetfilter-queue-dev iptables iproute2 iputils-ping sshfs openssh-server  # bench/net_bench.py
 )
 missing=()
 for p in "${PKGS[@]}"; do
@@ -23,3 +24,10 @@ for svc in nginx squid; do
     systemctl stop "$svc" || true
   fi
 done
+# openssh-server (bench/net_bench.py runs its own sshd inside a network namespace): stop the system
+# sshd only when this script just installed it, never one the machine already relied on.
+if printf '%s\n' "${missing[@]}" | grep -qx openssh-server; then
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet ssh 2>/dev/null; then
+    systemctl disable --now ssh || true
+  fi
+fi
