@@ -169,44 +169,82 @@ bool StoreOption(ArgReader& r, const std::string& name, const std::optional<std:
   return true;
 }
 
-[[noreturn]] void Unknown(const ArgReader& r, const std::string& arg) {
-  throw UsageError(r.Prefix() + "unknown option " + Quoted(arg) + " (see --help)");
+// How a command reads its words (everything after the command name).
+struct Syntax {
+  const char* help;           // returned for --help or -h
+  bool inline_values = true;  // "--opt=VALUE" is read as option "--opt" with VALUE
+  bool double_dash = false;   // "--" makes every later word an operand
+  bool dash_operand = false;  // a lone "-" is an operand (else an unknown option)
+};
+
+// Receives one operand.
+using OperandHandler = std::function<void(const std::string& operand)>;
+// Handles one option (reading its value through the ArgReader when `value` is empty and the
+// option takes one). Returns false if `name` is not an option of the command.
+using OptionHandler =
+    std::function<bool(const std::string& name, const std::optional<std::string>& value)>;
+
+// The word loop shared by every command. An operand is an empty word or one not starting with
+// '-'. A command without operands (`on_operand` empty) rejects a non-empty one as an
+// "unexpected operand" and treats an empty word as an option. Returns the command's help when
+// --help or -h comes (the words after it are not read); throws UsageError for an option that
+// `on_option` does not know.
+std::optional<HelpCommand> ReadWords(ArgReader& r, const Syntax& syntax,
+                                     const OperandHandler& on_operand,
+                                     const OptionHandler& on_option) {
+  bool only_operands = false;
+  while (!r.done()) {
+    const std::string& arg = r.next();
+    const bool word = !arg.empty() && arg[0] != '-';
+    if (!on_operand && word) {
+      throw UsageError(r.Prefix() + "unexpected operand " + Quoted(arg) + " (see --help)");
+    }
+    if (on_operand &&
+        (only_operands || word || arg.empty() || (syntax.dash_operand && arg == "-"))) {
+      on_operand(arg);
+      continue;
+    }
+    if (syntax.double_dash && arg == "--") {
+      only_operands = true;
+      continue;
+    }
+    auto [name, value] =
+        syntax.inline_values ? SplitOption(arg) : std::make_pair(arg, std::optional<std::string>());
+    if (name == "--help" || name == "-h") return HelpCommand{syntax.help};
+    if (!on_option(name, value)) {
+      throw UsageError(r.Prefix() + "unknown option " + Quoted(arg) + " (see --help)");
+    }
+  }
+  return std::nullopt;
 }
 
 Command ParseMount(const std::vector<std::string>& args) {
   ArgReader r(args, 1, "mount");
   MountCommand m;
   std::vector<std::string> operands;
-  bool only_operands = false;
-  while (!r.done()) {
-    const std::string& arg = r.next();
-    if (only_operands || arg.empty() || arg[0] != '-' || arg == "-") {
-      operands.push_back(arg);
-      continue;
-    }
-    if (arg == "--") {
-      only_operands = true;
-      continue;
-    }
-    auto [name, value] = SplitOption(arg);
-    if (name == "--help" || name == "-h") return HelpCommand{kMountHelp};
-    if (StoreOption(r, name, value, m.store)) continue;
-    if (name == "--allow-other" && !value) {
-      m.allow_other = true;
-    } else if (name == "--foreground" && !value) {
-      m.foreground = true;
-    } else if (name == "--metrics-listen") {
-      m.metrics_listen = r.Value(name, value);
-      ParseListenAddress(m.metrics_listen);
-    } else if (name == "--log-file") {
-      m.log_file = r.Value(name, value);
-      if (m.log_file.empty()) throw UsageError(r.Prefix() + "--log-file needs a file name");
-    } else if ((name == "--allow-other" || name == "--foreground") && value) {
-      throw UsageError(r.Prefix() + "option " + name + " takes no value");
-    } else {
-      Unknown(r, arg);
-    }
-  }
+  auto help = ReadWords(
+      r, {.help = kMountHelp, .double_dash = true, .dash_operand = true},
+      [&](const std::string& operand) { operands.push_back(operand); },
+      [&](const std::string& name, const std::optional<std::string>& value) {
+        if (StoreOption(r, name, value, m.store)) return true;
+        if (name == "--allow-other" && !value) {
+          m.allow_other = true;
+        } else if (name == "--foreground" && !value) {
+          m.foreground = true;
+        } else if (name == "--metrics-listen") {
+          m.metrics_listen = r.Value(name, value);
+          ParseListenAddress(m.metrics_listen);
+        } else if (name == "--log-file") {
+          m.log_file = r.Value(name, value);
+          if (m.log_file.empty()) throw UsageError(r.Prefix() + "--log-file needs a file name");
+        } else if ((name == "--allow-other" || name == "--foreground") && value) {
+          throw UsageError(r.Prefix() + "option " + name + " takes no value");
+        } else {
+          return false;
+        }
+        return true;
+      });
+  if (help) return *help;
   if (operands.empty()) throw UsageError(r.Prefix() + "missing MOUNTPOINT (see --help)");
   if (operands.size() > 1) {
     throw UsageError(r.Prefix() + "expected one MOUNTPOINT, got " +
@@ -220,32 +258,22 @@ Command ParseMount(const std::vector<std::string>& args) {
 Command ParsePrefetch(const std::vector<std::string>& args) {
   ArgReader r(args, 1, "prefetch");
   PrefetchCommand c;
-  bool only_operands = false;
-  while (!r.done()) {
-    const std::string& arg = r.next();
-    if (only_operands || arg.empty() || arg[0] != '-') {
-      c.paths.push_back(StorePathArgument(arg));
-      continue;
-    }
-    if (arg == "--") {
-      only_operands = true;
-      continue;
-    }
-    auto [name, value] = SplitOption(arg);
-    if (name == "--help" || name == "-h") return HelpCommand{kPrefetchHelp};
-    if (StoreOption(r, name, value, c.store)) continue;
-    if (name == "--jobs") {
-      std::string v = r.Value(name, value);
-      int n = 0;
-      auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-      if (ec != std::errc() || ptr != v.data() + v.size() || n < 1 || n > 256) {
-        throw UsageError(r.Prefix() + "--jobs wants a number from 1 to 256, not " + Quoted(v));
-      }
-      c.jobs = n;
-    } else {
-      Unknown(r, arg);
-    }
-  }
+  auto help = ReadWords(
+      r, {.help = kPrefetchHelp, .double_dash = true},
+      [&](const std::string& operand) { c.paths.push_back(StorePathArgument(operand)); },
+      [&](const std::string& name, const std::optional<std::string>& value) {
+        if (StoreOption(r, name, value, c.store)) return true;
+        if (name != "--jobs") return false;
+        std::string v = r.Value(name, value);
+        int n = 0;
+        auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+        if (ec != std::errc() || ptr != v.data() + v.size() || n < 1 || n > 256) {
+          throw UsageError(r.Prefix() + "--jobs wants a number from 1 to 256, not " + Quoted(v));
+        }
+        c.jobs = n;
+        return true;
+      });
+  if (help) return *help;
   if (c.paths.empty()) throw UsageError(r.Prefix() + "missing STORE-PATH (see --help)");
   return c;
 }
@@ -254,18 +282,15 @@ Command ParseStatus(const std::vector<std::string>& args) {
   ArgReader r(args, 1, "status");
   StatusCommand c;
   std::vector<std::string> operands;
-  while (!r.done()) {
-    const std::string& arg = r.next();
-    if (arg.empty() || arg[0] != '-') {
-      operands.push_back(arg);
-    } else if (arg == "--help" || arg == "-h") {
-      return HelpCommand{kStatusHelp};
-    } else if (arg == "--json") {
-      c.json = true;
-    } else {
-      Unknown(r, arg);
-    }
-  }
+  auto help = ReadWords(
+      r, {.help = kStatusHelp, .inline_values = false},
+      [&](const std::string& operand) { operands.push_back(operand); },
+      [&](const std::string& name, const std::optional<std::string>&) {
+        if (name != "--json") return false;
+        c.json = true;
+        return true;
+      });
+  if (help) return *help;
   if (operands.size() != 1) throw UsageError(r.Prefix() + "expected one MOUNTPOINT (see --help)");
   c.mountpoint = operands[0];
   return c;
@@ -275,23 +300,21 @@ Command ParseGc(const std::vector<std::string>& args) {
   ArgReader r(args, 1, "gc");
   GcCommand c;
   bool have_size = false;
-  while (!r.done()) {
-    const std::string& arg = r.next();
-    auto [name, value] = SplitOption(arg);
-    if (name == "--help" || name == "-h") return HelpCommand{kGcHelp};
-    if (name == "--cache-dir") {
-      c.cache_dir = r.Value(name, value);
-    } else if (name == "--max-size") {
-      c.max_size = ParseSizeArg(r.Prefix(), name, r.Value(name, value));
-      have_size = true;
-    } else if (name == "--log-level") {
-      c.log_level = ParseLevelArg(r.Prefix(), r.Value(name, value));
-    } else if (!arg.empty() && arg[0] != '-') {
-      throw UsageError(r.Prefix() + "unexpected operand " + Quoted(arg) + " (see --help)");
-    } else {
-      Unknown(r, arg);
-    }
-  }
+  auto help = ReadWords(r, {.help = kGcHelp}, nullptr,
+                        [&](const std::string& name, const std::optional<std::string>& value) {
+                          if (name == "--cache-dir") {
+                            c.cache_dir = r.Value(name, value);
+                          } else if (name == "--max-size") {
+                            c.max_size = ParseSizeArg(r.Prefix(), name, r.Value(name, value));
+                            have_size = true;
+                          } else if (name == "--log-level") {
+                            c.log_level = ParseLevelArg(r.Prefix(), r.Value(name, value));
+                          } else {
+                            return false;
+                          }
+                          return true;
+                        });
+  if (help) return *help;
   if (c.cache_dir.empty()) throw UsageError(r.Prefix() + "--cache-dir DIR is required");
   if (!have_size) throw UsageError(r.Prefix() + "--max-size SIZE is required");
   return c;
@@ -300,20 +323,18 @@ Command ParseGc(const std::vector<std::string>& args) {
 Command ParseFsck(const std::vector<std::string>& args) {
   ArgReader r(args, 1, "fsck");
   FsckCommand c;
-  while (!r.done()) {
-    const std::string& arg = r.next();
-    auto [name, value] = SplitOption(arg);
-    if (name == "--help" || name == "-h") return HelpCommand{kFsckHelp};
-    if (name == "--cache-dir") {
-      c.cache_dir = r.Value(name, value);
-    } else if (name == "--log-level") {
-      c.log_level = ParseLevelArg(r.Prefix(), r.Value(name, value));
-    } else if (!arg.empty() && arg[0] != '-') {
-      throw UsageError(r.Prefix() + "unexpected operand " + Quoted(arg) + " (see --help)");
-    } else {
-      Unknown(r, arg);
-    }
-  }
+  auto help = ReadWords(r, {.help = kFsckHelp}, nullptr,
+                        [&](const std::string& name, const std::optional<std::string>& value) {
+                          if (name == "--cache-dir") {
+                            c.cache_dir = r.Value(name, value);
+                          } else if (name == "--log-level") {
+                            c.log_level = ParseLevelArg(r.Prefix(), r.Value(name, value));
+                          } else {
+                            return false;
+                          }
+                          return true;
+                        });
+  if (help) return *help;
   if (c.cache_dir.empty()) throw UsageError(r.Prefix() + "--cache-dir DIR is required");
   return c;
 }
