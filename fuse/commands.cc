@@ -38,20 +38,25 @@ std::string HumanBytes(uint64_t n) {
 
 }  // namespace
 
+std::optional<StoreSetup> StoreSetupOrReport(const StoreOptions& options,
+                                             std::string_view command) {
+  try {
+    return BuildStoreSetup(options);
+  } catch (const Error& e) {
+    std::cerr << "nix-lazy-store " << command << ": " << e.what() << "\n";
+    return std::nullopt;
+  }
+}
+
 int RunPrefetch(const PrefetchCommand& cmd) {
   if (cmd.store.log_level) SetLogLevel(*cmd.store.log_level);
-  StoreSetup setup;
-  try {
-    setup = BuildStoreSetup(cmd.store);
-  } catch (const Error& e) {
-    std::cerr << "nix-lazy-store prefetch: " << e.what() << "\n";
-    return 2;
-  }
+  std::optional<StoreSetup> setup = StoreSetupOrReport(cmd.store, "prefetch");
+  if (!setup) return 2;
   std::unique_ptr<StoreCache> cache;
   std::unique_ptr<Fetcher> fetcher;
   try {
-    cache = StoreCache::Open(setup.cache);
-    fetcher = Fetcher::Create(setup.fetch);
+    cache = StoreCache::Open(setup->cache);
+    fetcher = Fetcher::Create(setup->fetch);
   } catch (const std::exception& e) {
     std::cerr << "nix-lazy-store prefetch: " << e.what() << "\n";
     return 1;
@@ -63,7 +68,7 @@ int RunPrefetch(const PrefetchCommand& cmd) {
 
   std::vector<std::string> roots;
   for (const std::string& p : cmd.paths) roots.push_back(p.substr(0, StorePath::kHashLength));
-  for (const std::string& p : setup.cache.pins)
+  for (const std::string& p : setup->cache.pins)
     roots.push_back(p.substr(0, StorePath::kHashLength));
   const bool tty = ::isatty(STDERR_FILENO);
   const auto start = std::chrono::steady_clock::now();

@@ -2,7 +2,11 @@
 // (the cause was written to stderr), 2 usage/configuration error.
 #pragma once
 
+#include <optional>
+#include <string_view>
+
 #include "fuse/cli.h"
+#include "fuse/store_config.h"
 
 namespace nls {
 
@@ -11,5 +15,9 @@ int RunPrefetch(const PrefetchCommand& command);
 int RunStatus(const StatusCommand& command);
 int RunGc(const GcCommand& command);
 int RunFsck(const FsckCommand& command);
+
+// BuildStoreSetup for `nix-lazy-store <command>` (mount, prefetch): on an error writes
+// "nix-lazy-store <command>: <cause>" to stderr and returns nullopt; the command then exits 2.
+std::optional<StoreSetup> StoreSetupOrReport(const StoreOptions& options, std::string_view command);
 
 }  // namespace nls

@@ -282,13 +282,8 @@ int RunMount(const MountCommand& command) {
     ::dup2(fd, STDERR_FILENO);
     ::close(fd);
   }
-  StoreSetup setup;
-  try {
-    setup = BuildStoreSetup(cmd.store);
-  } catch (const Error& e) {
-    std::cerr << "nix-lazy-store mount: " << e.what() << "\n";
-    return 2;
-  }
+  std::optional<StoreSetup> setup = StoreSetupOrReport(cmd.store, "mount");
+  if (!setup) return 2;
   struct stat st;
   if (::stat(cmd.mountpoint.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     std::cerr << "nix-lazy-store mount: mount point " << Quoted(cmd.mountpoint)
@@ -297,7 +292,7 @@ int RunMount(const MountCommand& command) {
   }
   if (cmd.foreground) {
     int no_parent = -1;
-    return Serve(cmd, setup, no_parent);
+    return Serve(cmd, *setup, no_parent);
   }
 
   // Detach: fork before any thread exists; the child reports readiness through a pipe.
@@ -320,7 +315,7 @@ int RunMount(const MountCommand& command) {
       // Harmless: only keeps a directory busy.
     }
     int ready_fd = fds[1];
-    int rc = Serve(cmd, setup, ready_fd);
+    int rc = Serve(cmd, *setup, ready_fd);
     SignalParent(ready_fd, 1);
     ::_exit(rc);
   }
