@@ -13,11 +13,13 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
 #include <ctime>
 #include <deque>
 #include <iostream>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -272,6 +274,7 @@ class StoreCacheImpl : public StoreCache {
     std::lock_guard lock(mu_);
     return UsageLocked();
   }
+  void WaitDurable() override;
 
   bool unrepaired() const { return unrepaired_; }
 
@@ -290,6 +293,16 @@ class StoreCacheImpl : public StoreCache {
     uint64_t last_used = 0;
     uint64_t meta_disk = 0;
     int64_t touched_sec = 0;  // last time the meta file's mtime was set (LRU persistence)
+    // Committed but not durable yet: the metadata waits under this name in tmp/ until the
+    // durability worker has synced its chunks and renames it into paths/. Empty: in paths/.
+    std::string pending_meta;
+  };
+  // A committed path handed to the durability worker.
+  struct PendingPath {
+    std::string hash;
+    std::string base_name;        // for log lines
+    std::string tmp;              // its metadata file in tmp/ (unique: identifies the commit)
+    std::vector<ChunkId> chunks;  // its chunks that were not durable at commit
   };
   struct Shard {
     std::mutex mu;
@@ -334,6 +347,12 @@ class StoreCacheImpl : public StoreCache {
   void DeleteChunkFileLocked(const ChunkId& id, ChunkEntry& e);
   std::shared_ptr<CachedPath> CommitPath(PathWriterImpl& w);
   void AbortWriter(PathWriterImpl& w);
+  // Makes chunk files durable (fdatasync each, or one syncfs for many), with `extra_files`
+  // (fsync'd) and the ids file. Chunks removed meanwhile are skipped. Throws on I/O errors.
+  void SyncChunks(const std::vector<ChunkId>& chunks, const std::vector<std::string>& extra_files);
+  // Durability worker: syncs committed paths in batches and moves their metadata into paths/.
+  void DurabilityLoop();
+  void MakeDurable(std::vector<PendingPath>& batch);
 
   // Removes a path from the index and disk; returns it. mu_ held.
   std::shared_ptr<CachedPath> DropLocked(const std::string& hash_part);
@@ -378,6 +397,14 @@ class StoreCacheImpl : public StoreCache {
   std::mutex listener_mu_;
   std::function<void(const CachedPath&)> listener_;
 
+  std::mutex durable_mu_;  // guards the durability queue (taken before mu_, never inside it)
+  std::condition_variable durable_cv_;       // work queued or stopping
+  std::condition_variable durable_done_cv_;  // a batch finished
+  std::deque<PendingPath> durable_queue_;
+  uint64_t durable_queued_ = 0, durable_done_ = 0;  // paths handed over / finished
+  bool durable_stop_ = false;
+  std::thread durable_thread_;
+
   std::atomic<uint64_t> hits_{0}, misses_{0}, evictions_{0}, refetches_{0};
 };
 
@@ -415,9 +442,19 @@ StoreCacheImpl::StoreCacheImpl(const CacheOptions& options, bool fsck, Report re
   if (dir_fd_.get() < 0) ThrowSys("opening " + dir_);
   LoadIds();
   Recover(fsck);
+  if (opt_.sync && !fsck) durable_thread_ = std::thread([this] { DurabilityLoop(); });
 }
 
-StoreCacheImpl::~StoreCacheImpl() = default;
+StoreCacheImpl::~StoreCacheImpl() {
+  if (durable_thread_.joinable()) {
+    {
+      std::lock_guard lock(durable_mu_);
+      durable_stop_ = true;
+    }
+    durable_cv_.notify_all();
+    durable_thread_.join();  // the worker finishes the queue first
+  }
+}
 
 void StoreCacheImpl::TakeLock() {
   std::string path = dir_ + "/lock";
@@ -572,8 +609,11 @@ void StoreCacheImpl::Recover(bool fsck) {
       }
     }
     auto cp = std::make_shared<CachedPath>(0, d.info.store_path, d.info, d.meta);
-    PathEntry entry{
-        .cp = cp, .last_used = 0, .meta_disk = DiskBytes(st), .touched_sec = int64_t(st.st_mtime)};
+    PathEntry entry{.cp = cp,
+                    .last_used = 0,
+                    .meta_disk = DiskBytes(st),
+                    .touched_sec = int64_t(st.st_mtime),
+                    .pending_meta = {}};
     meta_disk_ += entry.meta_disk;
     logical_bytes_ += cp->meta->content_bytes();
     by_mtime.emplace_back(int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec, name);
@@ -629,8 +669,9 @@ uint64_t StoreCacheImpl::IdFor(const StorePath& path) {
   off_t at = off_t(id_records_ * kIdRecord);
   if (::pwrite(ids_fd_.get(), rec.data(), rec.size(), at) != ssize_t(rec.size()))
     ThrowSys("appending to " + dir_ + "/ids for store path " + path.base_name());
-  // Durable before anyone uses it, so an id is never handed out twice.
-  if (opt_.sync && ::fdatasync(ids_fd_.get()) != 0) ThrowSys("fdatasync " + dir_ + "/ids");
+  // Not synced here: the durability worker syncs the ids file before any metadata file that
+  // holds this id reaches paths/. An id lost in a power failure was never on disk elsewhere, so
+  // handing it out again after the restart is harmless.
   uint64_t id = ++id_records_;
   ids_.emplace(hash, id);
   id_hashes_.emplace(id, hash);
@@ -845,11 +886,10 @@ std::shared_ptr<CachedPath> StoreCacheImpl::CommitPath(PathWriterImpl& w) {
   auto meta = w.builder_.Build();
   std::string hash(w.info_.store_path.hash_part());
   uint64_t id = IdFor(w.info_.store_path);
-  // Data before metadata: every chunk this path references must be durable before the metadata
-  // file that references it can be (chunks this writer found already written were synced by the
-  // writer that created them, before its own commit, or are covered by the syncfs below).
-  auto check_written = [&] {
-    std::vector<ChunkId> not_durable;
+  // Every chunk the path references must exist; those not durable yet are synced by the
+  // durability worker before the metadata reaches paths/ (data before metadata).
+  std::vector<ChunkId> not_durable;
+  {
     std::lock_guard lock(mu_);
     for (const ChunkId& c : w.held_) {
       auto it = chunks_.find(c);
@@ -858,37 +898,6 @@ std::shared_ptr<CachedPath> StoreCacheImpl::CommitPath(PathWriterImpl& w) {
                     " was not written (a concurrent writer failed or it was found corrupt); "
                     "fetch the path again");
       if (!it->second.durable) not_durable.push_back(c);
-    }
-    return not_durable;
-  };
-  std::vector<ChunkId> to_sync = check_written();
-  if (opt_.sync && !to_sync.empty()) {
-    if (to_sync.size() <= kSyncEachChunkLimit) {
-      // Start write-back of every chunk first, then wait for each: the file system allocates
-      // all of them in one journal transaction, so the first fdatasync commits it and the
-      // others find their data and metadata already on disk (one commit, not one per chunk).
-      std::vector<std::pair<UniqueFd, std::string>> files;
-      files.reserve(to_sync.size());
-      std::unordered_set<std::string> dirs;
-      for (const ChunkId& c : to_sync) {
-        std::string p = ChunkPath(c);
-        UniqueFd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
-        if (fd.get() < 0) ThrowSys("fsync " + p);
-        ::sync_file_range(fd.get(), 0, 0, SYNC_FILE_RANGE_WRITE);  // a hint: errors come below
-        files.emplace_back(std::move(fd), std::move(p));
-        dirs.insert(ChunkDir(c));
-      }
-      for (const auto& [fd, p] : files) {
-        if (::fdatasync(fd.get()) != 0) ThrowSys("fsync " + p);
-      }
-      for (const auto& d : dirs) FsyncPath(d);
-    } else if (::syncfs(dir_fd_.get()) != 0) {
-      ThrowSys("syncfs " + dir_);
-    }
-    std::lock_guard lock(mu_);
-    for (const ChunkId& c : to_sync) {
-      auto it = chunks_.find(c);
-      if (it != chunks_.end() && it->second.written) it->second.durable = true;
     }
   }
   std::string data = EncodePathFile(id, w.info_, *meta);
@@ -899,7 +908,6 @@ std::shared_ptr<CachedPath> StoreCacheImpl::CommitPath(PathWriterImpl& w) {
     if (fd.get() < 0) ThrowSys("creating " + tmp + " for " + w.Origin());
     try {
       WriteAll(fd.get(), data, tmp);
-      if (opt_.sync && ::fsync(fd.get()) != 0) ThrowSys("fsync " + tmp);
     } catch (...) {
       ::unlink(tmp.c_str());
       throw;
@@ -911,7 +919,7 @@ std::shared_ptr<CachedPath> StoreCacheImpl::CommitPath(PathWriterImpl& w) {
   auto cp = std::make_shared<CachedPath>(id, w.info_.store_path, w.info_, meta);
   {
     std::lock_guard lock(mu_);
-    if (::rename(tmp.c_str(), MetaPath(hash).c_str()) != 0) {
+    if (!opt_.sync && ::rename(tmp.c_str(), MetaPath(hash).c_str()) != 0) {
       int err = errno;
       ::unlink(tmp.c_str());
       ThrowSys("committing " + w.Origin() + " (rename to " + MetaPath(hash) + ")", err);
@@ -923,6 +931,11 @@ std::shared_ptr<CachedPath> StoreCacheImpl::CommitPath(PathWriterImpl& w) {
       // eviction: the listener is not called.
       PathEntry old = std::move(it->second);
       paths_.erase(it);
+      if (!old.pending_meta.empty()) {
+        ::unlink(old.pending_meta.c_str());
+      } else if (opt_.sync) {
+        ::unlink(MetaPath(hash).c_str());  // the new metadata takes its place when durable
+      }
       meta_disk_ -= old.meta_disk;
       logical_bytes_ -= old.cp->meta->content_bytes();
       std::unordered_set<ChunkId, ChunkIdHash> old_chunks;
@@ -932,15 +945,134 @@ std::shared_ptr<CachedPath> StoreCacheImpl::CommitPath(PathWriterImpl& w) {
     PathEntry e{.cp = cp,
                 .last_used = ++clock_,
                 .meta_disk = disk,
-                .touched_sec = int64_t(::time(nullptr))};
+                .touched_sec = int64_t(::time(nullptr)),
+                .pending_meta = opt_.sync ? tmp : std::string()};
     meta_disk_ += disk;
     logical_bytes_ += meta->content_bytes();
     paths_.emplace(hash, std::move(e));
     w.held_.clear();  // the references now belong to the path
   }
-  if (opt_.sync) FsyncPath(dir_ + "/paths");
+  if (opt_.sync) {
+    // Visible now (served from the chunk files in the page cache); durable shortly after.
+    {
+      std::lock_guard lock(durable_mu_);
+      durable_queue_.push_back(
+          PendingPath{hash, w.info_.store_path.base_name(), tmp, std::move(not_durable)});
+      ++durable_queued_;
+    }
+    durable_cv_.notify_one();
+  }
   MaybeEvict(hash);
   return cp;
+}
+
+void StoreCacheImpl::SyncChunks(const std::vector<ChunkId>& chunks,
+                                const std::vector<std::string>& extra_files) {
+  if (chunks.size() + extra_files.size() <= kSyncEachChunkLimit) {
+    // Start write-back of every file first, then wait for each: the file system allocates all
+    // of them in one journal transaction, so the first fdatasync commits it and the others find
+    // their data and metadata already on disk (one commit, not one per file).
+    std::vector<std::pair<UniqueFd, std::string>> files;
+    files.reserve(chunks.size() + extra_files.size() + 1);
+    std::unordered_set<std::string> dirs;
+    auto add = [&](std::string p) {
+      UniqueFd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
+      if (fd.get() < 0) {
+        if (errno == ENOENT) return false;  // removed meanwhile (evicted, replaced)
+        ThrowSys("fsync " + p);
+      }
+      ::sync_file_range(fd.get(), 0, 0, SYNC_FILE_RANGE_WRITE);  // a hint: errors come below
+      files.emplace_back(std::move(fd), std::move(p));
+      return true;
+    };
+    for (const ChunkId& c : chunks) {
+      if (add(ChunkPath(c))) dirs.insert(ChunkDir(c));
+    }
+    for (const std::string& p : extra_files) add(p);
+    for (const auto& [fd, p] : files) {
+      if (::fdatasync(fd.get()) != 0) ThrowSys("fsync " + p);
+    }
+    for (const auto& d : dirs) FsyncPath(d);
+    if (::fdatasync(ids_fd_.get()) != 0) ThrowSys("fdatasync " + dir_ + "/ids");
+  } else if (::syncfs(dir_fd_.get()) != 0) {
+    ThrowSys("syncfs " + dir_);
+  }
+  std::lock_guard lock(mu_);
+  for (const ChunkId& c : chunks) {
+    auto it = chunks_.find(c);
+    if (it != chunks_.end() && it->second.written) it->second.durable = true;
+  }
+}
+
+void StoreCacheImpl::DurabilityLoop() {
+  for (;;) {
+    std::vector<PendingPath> batch;
+    {
+      std::unique_lock lock(durable_mu_);
+      durable_cv_.wait(lock, [&] { return durable_stop_ || !durable_queue_.empty(); });
+      if (durable_queue_.empty()) return;  // stopping, and nothing left to do
+      batch.assign(std::make_move_iterator(durable_queue_.begin()),
+                   std::make_move_iterator(durable_queue_.end()));
+      durable_queue_.clear();
+    }
+    MakeDurable(batch);
+    {
+      std::lock_guard lock(durable_mu_);
+      durable_done_ += batch.size();
+    }
+    durable_done_cv_.notify_all();
+  }
+}
+
+void StoreCacheImpl::MakeDurable(std::vector<PendingPath>& batch) {
+  std::vector<ChunkId> chunks;
+  std::vector<std::string> metas;
+  for (const PendingPath& p : batch) {
+    chunks.insert(chunks.end(), p.chunks.begin(), p.chunks.end());
+    metas.push_back(p.tmp);
+  }
+  std::sort(chunks.begin(), chunks.end());
+  chunks.erase(std::unique(chunks.begin(), chunks.end()), chunks.end());
+  std::string failure;
+  try {
+    SyncChunks(chunks, metas);
+  } catch (const std::exception& e) {
+    failure = e.what();
+  }
+  bool renamed = false;
+  {
+    std::lock_guard lock(mu_);
+    for (const PendingPath& p : batch) {
+      auto it = paths_.find(p.hash);
+      bool current = it != paths_.end() && it->second.pending_meta == p.tmp;
+      if (current && failure.empty() && ::rename(p.tmp.c_str(), MetaPath(p.hash).c_str()) == 0) {
+        it->second.pending_meta.clear();
+        renamed = true;
+        continue;
+      }
+      if (current) {
+        // Still served from memory (its chunks are in place); not kept across a restart.
+        std::string why = failure.empty() ? "renaming " + p.tmp + ": " + Errno(errno) : failure;
+        Log("store path " + p.base_name + " is cached for this run only: " + why +
+            "; it will be fetched again after a restart");
+        it->second.pending_meta.clear();
+      }
+      ::unlink(p.tmp.c_str());  // evicted or replaced meanwhile, or failed
+    }
+  }
+  if (renamed) {
+    try {
+      FsyncPath(dir_ + "/paths");
+    } catch (const std::exception& e) {
+      Log(std::string(e.what()) + " (recently cached paths may be fetched again after a crash)");
+    }
+  }
+}
+
+void StoreCacheImpl::WaitDurable() {
+  std::unique_lock lock(durable_mu_);
+  uint64_t target = durable_queued_;
+  durable_done_cv_.wait(lock, [&] { return durable_done_ >= target; });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -953,7 +1085,7 @@ std::shared_ptr<CachedPath> StoreCacheImpl::DropLocked(const std::string& hash_p
   paths_.erase(it);
   // Metadata first: once it is gone the path is gone; chunks left behind by a crash between the
   // two steps are orphans, collected at the next start.
-  std::string p = MetaPath(hash_part);
+  std::string p = e.pending_meta.empty() ? MetaPath(hash_part) : e.pending_meta;
   if (::unlink(p.c_str()) != 0 && errno != ENOENT) Log("cannot remove " + p + ": " + Errno(errno));
   meta_disk_ -= e.meta_disk;
   logical_bytes_ -= e.cp->meta->content_bytes();

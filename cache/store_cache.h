@@ -6,8 +6,9 @@
 //
 // Visibility: a path becomes visible (Find returns it) only when PathWriter::Commit() succeeds,
 // which the owner calls only after the NAR verified. Chunks and metadata are written to
-// temporary names and renamed; after a crash, Open() removes temporaries and orphan chunks and
-// never shows a path with incomplete data.
+// temporary names and renamed (the metadata only once its chunks are durable, in the
+// background); after a crash, Open() removes temporaries and orphan chunks and never shows a
+// path with incomplete data.
 #pragma once
 
 #include <atomic>
@@ -36,10 +37,13 @@ struct CacheOptions {
   double low_watermark = 0.80;    // ... and goes down to low * max_bytes
   bool verify_always = false;     // re-hash every chunk on every read, not only on first read
   std::vector<std::string> pins;  // store path base names pinned with their closure
-  // Durability (docs/cache.md "Crash safety"): before a path's metadata is committed its new
-  // chunks are fdatasync'd (or, for many chunks, the file system is syncfs'd), the metadata file
-  // is fsync'd before its rename and the directory after it. false skips all of it: still
-  // consistent after a process crash (SIGKILL), not after a power loss. Tests only.
+  // Durability (docs/cache.md "Crash safety"). A committed path is served at once; a background
+  // worker then makes it durable in batches: its new chunks, its metadata file (still in tmp/)
+  // and the ids file are fdatasync'd (or, for many files, the file system is syncfs'd), then the
+  // metadata is renamed into paths/ and that directory fsync'd. A crash before that loses the
+  // path (fetched again), never shows it with missing data. false: no syncs and no worker (the
+  // metadata is renamed at commit): consistent after a process crash (SIGKILL), not after a
+  // power loss. Tests only.
   bool sync = true;
   // Bound of the cache of open chunk file descriptors (also at most half of RLIMIT_NOFILE).
   size_t max_open_chunks = 4096;
@@ -118,6 +122,10 @@ class StoreCache {
 
   // Disk usage as the budget counts it (same as Stats().bytes_used, cheaper).
   virtual uint64_t BytesUsed() = 0;
+
+  // Blocks until every path committed before the call is durable (see CacheOptions::sync), or
+  // was evicted or replaced meanwhile. The destructor does the same for all of them.
+  virtual void WaitDurable() = 0;
 };
 
 // Re-hashes every chunk and checks every metadata file of the cache at options.dir, dropping

@@ -105,6 +105,49 @@ TEST_F(StoreCacheTest, PersistsAcrossRestart) {
   EXPECT_EQ(cp->info.ToString(), info.ToString());
 }
 
+// With sync (the default outside tests) a commit is visible at once; the metadata reaches
+// paths/ in the background, after its chunks are durable. Eviction or a re-fetch before that
+// leaves no stray metadata, and closing the cache finishes the work.
+TEST_F(StoreCacheTest, DeferredDurability) {
+  opt_.sync = true;
+  const std::string paths = opt_.dir + "/paths/";
+  auto meta_files = [&] { return test::CountFiles(opt_.dir + "/paths"); };
+  Tree t1 = SimpleTree(rng_, 300000), t2 = SimpleTree(rng_, 1000), t3 = SimpleTree(rng_, 2000);
+  NarInfo i1 = test::MakeInfo(Base(1)), i2 = test::MakeInfo(Base(2)), i3 = test::MakeInfo(Base(3));
+  {
+    auto cache = Open();
+    EXPECT_EQ(test::Diff(*cache, *Add(*cache, i1, t1), t1), "");  // served before durable
+    cache->WaitDurable();
+    EXPECT_TRUE(fs::exists(paths + std::string(i1.store_path.hash_part())));
+    EXPECT_TRUE(fs::is_empty(opt_.dir + "/tmp"));
+
+    // Committed and evicted at once, durable or not: nothing stays on disk (i1 goes too).
+    Add(*cache, i2, t2);
+    cache->Evict(0);
+    cache->WaitDurable();
+    EXPECT_EQ(meta_files(), 0u);
+    EXPECT_EQ(ChunkFiles(), 0u);
+    EXPECT_TRUE(fs::is_empty(opt_.dir + "/tmp"));
+
+    // Committed twice in a row (a racing re-fetch): one metadata file.
+    Add(*cache, i3, t3);
+    Add(*cache, i3, t3);
+    cache->WaitDurable();
+    EXPECT_EQ(meta_files(), 1u);
+    EXPECT_TRUE(fs::is_empty(opt_.dir + "/tmp"));
+
+    Add(*cache, i1, t1);  // not waited for: closing the cache makes it durable
+  }
+  EXPECT_EQ(meta_files(), 2u);  // i3 and i1
+  EXPECT_TRUE(fs::is_empty(opt_.dir + "/tmp"));
+  auto cache = Open();
+  auto cp = cache->Find(i1.store_path.hash_part());
+  ASSERT_NE(cp, nullptr);
+  EXPECT_EQ(test::Diff(*cache, *cp, t1), "");
+  ASSERT_NE(cache->Find(i3.store_path.hash_part()), nullptr);
+  EXPECT_EQ(cache->Find(i2.store_path.hash_part()), nullptr);
+}
+
 TEST_F(StoreCacheTest, DedupWithinAndAmongPaths) {
   auto cache = Open();
   std::string big = test::RandomBytes(rng_, 200000);
