@@ -296,22 +296,30 @@ Command ParseStatus(const std::vector<std::string>& args) {
   return c;
 }
 
+// Handles an option shared by gc and fsck (--cache-dir, --log-level). Returns false if `name` is
+// not one of them.
+bool CacheDirOption(ArgReader& r, const std::string& name, const std::optional<std::string>& value,
+                    std::string& cache_dir, std::optional<LogLevel>& log_level) {
+  if (name == "--cache-dir") {
+    cache_dir = r.Value(name, value);
+  } else if (name == "--log-level") {
+    log_level = ParseLevelArg(r.Prefix(), r.Value(name, value));
+  } else {
+    return false;
+  }
+  return true;
+}
+
 Command ParseGc(const std::vector<std::string>& args) {
   ArgReader r(args, 1, "gc");
   GcCommand c;
   bool have_size = false;
   auto help = ReadWords(r, {.help = kGcHelp}, nullptr,
                         [&](const std::string& name, const std::optional<std::string>& value) {
-                          if (name == "--cache-dir") {
-                            c.cache_dir = r.Value(name, value);
-                          } else if (name == "--max-size") {
-                            c.max_size = ParseSizeArg(r.Prefix(), name, r.Value(name, value));
-                            have_size = true;
-                          } else if (name == "--log-level") {
-                            c.log_level = ParseLevelArg(r.Prefix(), r.Value(name, value));
-                          } else {
-                            return false;
-                          }
+                          if (CacheDirOption(r, name, value, c.cache_dir, c.log_level)) return true;
+                          if (name != "--max-size") return false;
+                          c.max_size = ParseSizeArg(r.Prefix(), name, r.Value(name, value));
+                          have_size = true;
                           return true;
                         });
   if (help) return *help;
@@ -325,14 +333,7 @@ Command ParseFsck(const std::vector<std::string>& args) {
   FsckCommand c;
   auto help = ReadWords(r, {.help = kFsckHelp}, nullptr,
                         [&](const std::string& name, const std::optional<std::string>& value) {
-                          if (name == "--cache-dir") {
-                            c.cache_dir = r.Value(name, value);
-                          } else if (name == "--log-level") {
-                            c.log_level = ParseLevelArg(r.Prefix(), r.Value(name, value));
-                          } else {
-                            return false;
-                          }
-                          return true;
+                          return CacheDirOption(r, name, value, c.cache_dir, c.log_level);
                         });
   if (help) return *help;
   if (c.cache_dir.empty()) throw UsageError(r.Prefix() + "--cache-dir DIR is required");
