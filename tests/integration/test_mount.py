@@ -25,17 +25,11 @@ def setup_module():
     CLOSURE = nlstest.build_closure("mount")
 
 
-def signed_cache(d, name="bc", paths=None):
-    sec, pub = nlstest.make_key(os.path.join(d, "keys-" + name))
-    cache = nlstest.fill_cache(os.path.join(d, name), paths or CLOSURE["closure"], secret_key=sec)
-    return cache, pub
-
-
 def test_program_runs_and_contents_match():
     setup_module()
     c = CLOSURE
     with nlstest.tmpdir() as d:
-        cache, pub = signed_cache(d)
+        cache, _, pub = nlstest.signed_cache(d, CLOSURE["closure"])
         expected_hello = nlstest.run([c["hello"] + "/bin/hello"]).stdout
         expected_tool = nlstest.run([c["tool"] + "/bin/nls-tool"], check=False)
         with nlstest.MountNamespace() as ns, nlstest.LazyStore(
@@ -78,8 +72,7 @@ def test_program_runs_and_contents_match():
 def test_late_push_appears_within_negative_ttl():
     setup_module()
     with nlstest.tmpdir() as d:
-        cache, pub = signed_cache(d, paths=[CLOSURE["hello"]])
-        sec = os.path.join(d, "keys-bc", "test-cache-1.sec")
+        cache, sec, pub = nlstest.signed_cache(d, [CLOSURE["hello"]])
         late = mountlib.build_unique_path("%d-%d" % (os.getpid(), time.time_ns()))
         with nlstest.MountNamespace() as ns, nlstest.LazyStore(
                 ns, substituters=["file://" + cache], cache_dir=os.path.join(d, "cache"),
@@ -101,7 +94,7 @@ def test_tampered_nar_is_eio_and_not_cached():
     setup_module()
     c = CLOSURE
     with nlstest.tmpdir() as d:
-        cache, pub = signed_cache(d)
+        cache, _, pub = nlstest.signed_cache(d, CLOSURE["closure"])
         nar = nlstest.nar_file(cache, c["data"])
         good = nar + ".good"
         shutil.copyfile(nar, good)
@@ -156,7 +149,7 @@ def test_nix_conf_alone_configures_a_mount():
     setup_module()
     c = CLOSURE
     with nlstest.tmpdir() as d:
-        cache, pub = signed_cache(d, paths=[c["hello"]])
+        cache, _, pub = nlstest.signed_cache(d, [c["hello"]])
         conf = os.path.join(d, "nix.conf")
         with open(conf, "w") as f:
             f.write("# test configuration\nsubstituters = file://%s\n"
@@ -172,7 +165,7 @@ def test_status_xattrs_and_metrics():
     setup_module()
     c = CLOSURE
     with nlstest.tmpdir() as d:
-        cache, pub = signed_cache(d)
+        cache, _, pub = nlstest.signed_cache(d, CLOSURE["closure"])
         port = nlstest.free_port()
         binary = nlstest.find_binary()
         with nlstest.MountNamespace() as ns, nlstest.LazyStore(
@@ -220,7 +213,7 @@ def test_detached_mount_and_errors():
     c = CLOSURE
     binary = nlstest.find_binary()
     with nlstest.tmpdir() as d:
-        cache, pub = signed_cache(d, paths=[c["hello"]])
+        cache, _, pub = nlstest.signed_cache(d, [c["hello"]])
         with nlstest.MountNamespace() as ns:
             cp = ns.run([binary, "mount", "--substituter", "file://" + cache,
                          "--trusted-public-key", pub, "--cache-dir", os.path.join(d, "cache"),

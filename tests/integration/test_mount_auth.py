@@ -28,8 +28,7 @@ def test_netrc_credentials_from_nix_conf():
     nlstest.require_root()
     c = nlstest.build_closure("auth")
     with nlstest.tmpdir() as d:
-        sec, pub = nlstest.make_key(os.path.join(d, "keys"))
-        cache = nlstest.fill_cache(os.path.join(d, "bc"), [c["hello"]], secret_key=sec)
+        cache, _, pub = nlstest.signed_cache(d, [c["hello"]])
         hashed = subprocess.run(["openssl", "passwd", "-apr1", "s3cret"], check=True,
                                 capture_output=True, text=True).stdout.strip()
         htpasswd = os.path.join(d, "htpasswd")

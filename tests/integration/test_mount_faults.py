@@ -21,12 +21,6 @@ def setup_module():
     CLOSURE = nlstest.build_closure("faults")
 
 
-def signed_cache(d, paths):
-    sec, pub = nlstest.make_key(os.path.join(d, "keys"))
-    cache = nlstest.fill_cache(os.path.join(d, "bc"), paths, secret_key=sec)
-    return cache, sec, pub
-
-
 def disk_used(ns, path):
     """Bytes in use on the file system holding `path`, seen from inside the namespace."""
     cp = ns.run(["df", "--output=used", "-B1", path])
@@ -37,7 +31,7 @@ def test_disk_full_gives_eio_keeps_cache_clean_and_serving():
     setup_module()
     c = CLOSURE
     with nlstest.tmpdir() as d:
-        cache, sec, pub = signed_cache(d, [c["hello"], c["data"]])
+        cache, sec, pub = nlstest.signed_cache(d, [c["hello"], c["data"]])
         cache_dir = os.path.join(d, "cache")
         os.makedirs(cache_dir)
         with nlstest.MountNamespace() as ns:
@@ -86,7 +80,7 @@ def test_server_down_is_eio_and_recovers_when_it_returns():
     setup_module()
     c = CLOSURE
     with nlstest.tmpdir() as d:
-        cache, _, pub = signed_cache(d, [c["hello"], c["tool"]])
+        cache, _, pub = nlstest.signed_cache(d, [c["hello"], c["tool"]])
         port = nlstest.free_port()
         with nlstest.MountNamespace() as ns:
             web = nlstest.Nginx(cache, port=port)

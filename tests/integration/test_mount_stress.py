@@ -21,12 +21,6 @@ def setup_module():
     CLOSURE = nlstest.build_closure("stress")
 
 
-def signed_cache(d, paths=None):
-    sec, pub = nlstest.make_key(os.path.join(d, "keys"))
-    cache = nlstest.fill_cache(os.path.join(d, "bc"), paths or CLOSURE["closure"], secret_key=sec)
-    return cache, pub
-
-
 def nar_gets(nginx):
     return collections.Counter(e["uri"] for e in nginx.entries()
                                if e["method"] == "GET" and e["uri"].startswith("/nar/"))
@@ -37,7 +31,7 @@ def test_concurrent_cold_readers_one_download_per_path():
     c = CLOSURE
     host = mountlib.walk_host(c["closure"])
     with nlstest.tmpdir() as d:
-        cache, pub = signed_cache(d)
+        cache, _, pub = nlstest.signed_cache(d, c["closure"])
         with nlstest.Nginx(cache) as nginx, nlstest.MountNamespace() as ns, nlstest.LazyStore(
                 ns, substituters=[nginx.url], cache_dir=os.path.join(d, "cache"),
                 trusted_keys=[pub]):
@@ -63,7 +57,7 @@ def test_sigkill_mid_download_then_remount_and_fsck():
     c = CLOSURE
     binary = nlstest.find_binary()
     with nlstest.tmpdir() as d:
-        cache, pub = signed_cache(d)
+        cache, _, pub = nlstest.signed_cache(d, c["closure"])
         cache_dir = os.path.join(d, "cache")
         with nlstest.Nginx(cache, server_config="limit_rate 300k;") as slow, \
                 nlstest.MountNamespace() as ns:
@@ -103,7 +97,7 @@ def test_eviction_with_small_cache_keeps_files_readable():
     c = CLOSURE
     host = mountlib.walk_host(c["closure"])
     with nlstest.tmpdir() as d:
-        cache, pub = signed_cache(d)
+        cache, _, pub = nlstest.signed_cache(d, c["closure"])
         with nlstest.MountNamespace() as ns, nlstest.LazyStore(
                 ns, substituters=["file://" + cache], cache_dir=os.path.join(d, "cache"),
                 trusted_keys=[pub], extra_args=["--cache-size", "6M"]) as ls:
@@ -137,7 +131,7 @@ def test_prefetch_gc_fsck_commands():
     c = CLOSURE
     binary = nlstest.find_binary()
     with nlstest.tmpdir() as d:
-        cache, pub = signed_cache(d)
+        cache, _, pub = nlstest.signed_cache(d, c["closure"])
         cache_dir = os.path.join(d, "cache")
         cp = nlstest.run([binary, "prefetch", "--substituter", "file://" + cache,
                           "--trusted-public-key", pub, "--cache-dir", cache_dir, c["hello"]])

@@ -44,6 +44,8 @@ Binary caches:
   fill_cache(cache_dir, paths, compression="zstd", secret_key=None, listing=True, priority=None)
       -> cache_dir.  `nix copy --to file://cache_dir?...` of the closure of paths; narinfos are
       signed when secret_key (a file from make_key) is given; priority rewrites nix-cache-info.
+  signed_cache(dirpath, paths, name="bc") -> (cache_dir, secret_key_file, public_key_string)
+      make_key in dirpath/keys-<name>, then fill_cache(dirpath/<name>, paths) signed with it.
   read_narinfo(cache_dir, store_path) -> dict   (parse_narinfo(text) -> dict; "Sig" and
       "References" are lists; "References" holds base names as in the file)
   narinfo_file(cache_dir, store_path) -> path of <hashpart>.narinfo
@@ -328,6 +330,14 @@ def fill_cache(cache_dir, paths, compression="zstd", secret_key=None, listing=Tr
         with open(info, "w") as f:
             f.write("\n".join(lines) + "\n")
     return cache_dir
+
+
+def signed_cache(dirpath, paths, name="bc"):
+    """A signed file:// binary cache of the closure of paths: a key pair from make_key in
+    dirpath/keys-<name>, the cache from fill_cache in dirpath/<name>. Returns (cache_dir,
+    secret_key_file, public_key_string)."""
+    sec, pub = make_key(os.path.join(dirpath, "keys-" + name))
+    return fill_cache(os.path.join(dirpath, name), paths, secret_key=sec), sec, pub
 
 
 def parse_narinfo(text):
