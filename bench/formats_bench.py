@@ -15,7 +15,6 @@ Prints a table (wall-clock medians, and CPU user+sys medians for information) an
 target is missed. Inputs are kept in --work and reused when present.
 """
 import argparse
-import glob
 import os
 import resource
 import statistics
@@ -24,18 +23,16 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCE = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "lib"))
+import nlstest  # noqa: E402
 
 
 def find_bench(build_dir):
-    cands = [os.path.join(build_dir, "bench", "nar_bench")] if build_dir else []
-    if os.environ.get("NLS_BUILD_DIR"):
-        cands.append(os.path.join(os.environ["NLS_BUILD_DIR"], "bench", "nar_bench"))
-    cands += sorted(glob.glob(os.path.join(SOURCE, "build*", "bench", "nar_bench")))
-    for c in cands:
-        if os.access(c, os.X_OK):
-            return c
-    sys.exit("nar_bench not found (use --build-dir); looked at %s" % cands)
+    first = [os.path.join(build_dir, "bench", "nar_bench")] if build_dir else []
+    try:
+        return nlstest.find_built("bench", "nar_bench", first)
+    except RuntimeError as e:
+        sys.exit("%s; or use --build-dir" % e)
 
 
 def timed(cmd, stdout=subprocess.DEVNULL):
