@@ -61,9 +61,10 @@ HOLD_OVERHEAD_US = 150
 
 # sshfs options for an immutable store: read-only, file contents kept in the page cache across
 # opens (kernel_cache), kernel dentries/attributes and sshfs's own directory cache kept for an hour,
-# absolute symlinks (/nix/store/...) passed through unchanged, AES-GCM (AES-NI) as cipher.
+# absolute symlinks (/nix/store/...) passed through unchanged, no FLUSH on closing read-only files,
+# AES-GCM (AES-NI) as cipher.
 KERNEL_CACHE_OPTS = ("ro,kernel_cache,entry_timeout=3600,attr_timeout=3600,dir_cache=yes,"
-                     "dcache_timeout=3600,no_contain_symlinks")
+                     "dcache_timeout=3600,no_contain_symlinks,no_rofd_flush")
 
 TIMER = r'''
 import json, subprocess, sys, time
@@ -546,6 +547,8 @@ def main():
                     help="extra arguments for nix-lazy-store mount (space-separated)")
     args = ap.parse_args()
     nlstest.require_root()
+    if args.contender_dir and not os.path.isdir(args.contender_dir):
+        ap.error("--contender-dir %s is not a directory" % args.contender_dir)
     if args.runs < 1:
         ap.error("--runs must be >= 1")
     rtts = [float(x) for x in args.rtt_ms.split(",") if x.strip()]
@@ -560,6 +563,9 @@ def main():
     for v in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
         os.environ.pop(v, None)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    # Also when started in the background by a script (SIGINT ignored there): Ctrl-C and
+    # `kill -INT` unwind through the same clean-up.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     started = time.time()
     header = ("nix-lazy-store net_bench: %s, commit %s, binary %s, %d runs, RTTs %s ms, "
               "load average %s" % (time.strftime("%Y-%m-%d %H:%M"), git_commit(), binary,
@@ -607,4 +613,10 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt as e:
+        # The with-blocks have torn everything down by now.
+        print("net_bench: interrupted (%s); namespaces, daemons and mounts removed" % (
+            e or "SIGINT"), file=sys.stderr)
+        sys.exit(130)
