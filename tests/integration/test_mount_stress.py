@@ -133,17 +133,15 @@ def test_prefetch_gc_fsck_commands():
     with nlstest.tmpdir() as d:
         cache, _, pub = nlstest.signed_cache(d, c["closure"])
         cache_dir = os.path.join(d, "cache")
-        cp = nlstest.run([binary, "prefetch", "--substituter", "file://" + cache,
-                          "--trusted-public-key", pub, "--cache-dir", cache_dir, c["hello"]])
+        prefetch = [binary, "prefetch", "--substituter", "file://" + cache,
+                    "--trusted-public-key", pub, "--cache-dir", cache_dir]
+        cp = nlstest.run(prefetch + [c["hello"]])
         want = len(nlstest.closure_of(c["hello"]))
         check("%d paths in closure: %d fetched" % (want, want) in cp.stdout,
               "prefetch fetches the closure of hello: " + cp.stdout.strip())
-        cp = nlstest.run([binary, "prefetch", "--substituter", "file://" + cache,
-                          "--trusted-public-key", pub, "--cache-dir", cache_dir, c["hello"]])
+        cp = nlstest.run(prefetch + [c["hello"]])
         check("%d already cached" % want in cp.stdout, "a second prefetch fetches nothing")
-        cp = nlstest.run([binary, "prefetch", "--substituter", "file://" + cache,
-                          "--trusted-public-key", pub, "--cache-dir", cache_dir,
-                          "/nix/store/" + "2" * 32 + "-absent"], check=False)
+        cp = nlstest.run(prefetch + ["/nix/store/" + "2" * 32 + "-absent"], check=False)
         check(cp.returncode == 1 and "1 failed" in cp.stdout, "prefetch of an absent path fails")
         # Offline: a substituter that does not exist; the prefetched closure still serves.
         with nlstest.MountNamespace() as ns, nlstest.LazyStore(
