@@ -27,6 +27,9 @@ interleaved, their order alternating run by run; medians of --runs runs):
   cold-start  run the small closure's program (build_closure()["hello"]/bin/hello: ld.so, libc,
               libz, libgreet from 4 store paths) on a fresh mount, timed inside a process in the
               mount namespace around fork+exec+exit.
+  big-start   (opt-in, --workloads ...,big-start) fs_bench's cold-start program: `hello FILE` where
+              FILE is a small file of a 57 MiB store path of build_big_closure("bench"): the
+              lazy store fetches that path's whole NAR, a file server only the file.
   mount       (information) time from starting the mount command to the mount being usable.
 
 Run as root from the source tree, after building nix-lazy-store and packet_delay:
@@ -75,11 +78,12 @@ print(json.dumps({"secs": secs, "rc": cp.returncode, "out": cp.stdout.decode(err
                   "err": cp.stderr.decode(errors="replace")}))
 '''
 
-WORKLOADS = ["walk-cold", "walk-warm", "cold-start", "mount"]
+WORKLOADS = ["walk-cold", "walk-warm", "cold-start", "big-start", "mount"]
 DESCRIPTION = {
     "walk-cold": "lstat+open+read 3000 files, cold",
     "walk-warm": "same walk again, warm mount",
     "cold-start": "run hello (4-path closure), cold",
+    "big-start": "read 1 small file of a 57 MiB path, cold",
     "mount": "mount until usable (info)",
 }
 
@@ -445,35 +449,41 @@ def timed_program(ns, timer, argv):
     return res["secs"], res["out"]
 
 
-def run_rtt(net, contenders, runs, scripts, fixture):
-    """Runs every workload `runs` times per contender; returns {workload: {name: [secs]}}."""
-    walk, timer = scripts
-    files_path, program, expected_out, expected_n = fixture
-    res = {w: {c.name: [] for c in contenders} for w in WORKLOADS}
+def run_rtt(contenders, runs, walk, timer, walk_fixture, programs):
+    """Runs every workload `runs` times per contender; returns {workload: {name: [secs]}}.
+    walk_fixture: None or (store path, expected entry count); programs: [(workload, argv,
+    expected stdout)]."""
+    res = {}
+
+    def add(w, name, secs):
+        res.setdefault(w, {c.name: [] for c in contenders})[name].append(secs)
+
     for i in range(runs):
         order = contenders if i % 2 == 0 else list(reversed(contenders))
-        for c in order:
+        for c in order if walk_fixture else []:
+            files_path, expected_n = walk_fixture
             fs_bench.drop_caches()
             with c.mount() as ns:
-                res["mount"][c.name].append(c.mount_secs)
+                add("mount", c.name, c.mount_secs)
                 cold, n = timed_walk(ns, walk, files_path)
                 warm, n2 = timed_walk(ns, walk, files_path)
             if n != expected_n or n2 != expected_n:
                 raise RuntimeError("%s: the walk saw %d/%d entries, the host store %d" % (
                     c.name, n, n2, expected_n))
-            res["walk-cold"][c.name].append(cold)
-            res["walk-warm"][c.name].append(warm)
+            add("walk-cold", c.name, cold)
+            add("walk-warm", c.name, warm)
             log("  run %d %-5s walk-cold %8.3f s  walk-warm %8.3f s  (mount %.3f s)" % (
                 i + 1, c.name, cold, warm, c.mount_secs))
-        for c in order:
-            fs_bench.drop_caches()
-            with c.mount() as ns:
-                secs, out = timed_program(ns, timer, program)
-            if out != expected_out:
-                raise RuntimeError("%s: %s printed %r, from the host store %r" % (
-                    c.name, program[0], out, expected_out))
-            res["cold-start"][c.name].append(secs)
-            log("  run %d %-5s cold-start %7.3f s" % (i + 1, c.name, secs))
+        for w, program, expected_out in programs:
+            for c in order:
+                fs_bench.drop_caches()
+                with c.mount() as ns:
+                    secs, out = timed_program(ns, timer, program)
+                if out != expected_out:
+                    raise RuntimeError("%s: %s printed %r, from the host store %r" % (
+                        c.name, " ".join(program), out, expected_out))
+                add(w, c.name, secs)
+                log("  run %d %-5s %-10s %7.3f s" % (i + 1, c.name, w, secs))
     return res
 
 
@@ -497,7 +507,7 @@ def report(results, names, args, header):
         r = results[rtt]
         log("RTT target %.2f ms, measured median %.3f ms before / %.3f ms after the runs" % (
             rtt, r["rtt_before"], r["rtt_after"]))
-        for w in WORKLOADS:
+        for w in [w for w in WORKLOADS if w in r["times"]]:
             meds = {n: median(r["times"][w][n]) for n in names}
             ratios = {n: meds[n] / meds["sshfs"] if meds["sshfs"] else float("inf")
                       for n in others}
@@ -542,6 +552,9 @@ def main():
     ap.add_argument("--rate", default=None,
                     help="also limit the link's bandwidth with tbf (e.g. 1gbit; default none)")
     ap.add_argument("--delayer", default=None, help="path of packet_delay (default: built)")
+    ap.add_argument("--workloads", default="walk,cold-start",
+                    help="walk (walk-cold + walk-warm), cold-start, big-start (opt-in: builds "
+                         "and copies fs_bench's 300 MiB closure); default walk,cold-start")
     ap.add_argument("--sshfs-options", default=KERNEL_CACHE_OPTS)
     ap.add_argument("--lazy-args", default="",
                     help="extra arguments for nix-lazy-store mount (space-separated)")
@@ -573,18 +586,34 @@ def main():
                                        "%.2f" % x for x in os.getloadavg())))
     log(header)
 
+    which = set(args.workloads.split(","))
+    if which - {"walk", "cold-start", "big-start"}:
+        ap.error("unknown workloads %s" % ",".join(sorted(which - {"walk", "cold-start",
+                                                                    "big-start"})))
     c = nlstest.build_closure("netbench")
-    files_path = fs_bench.many_files_path()
-    program = [c["hello"] + "/bin/hello"]
-    expected_out = nlstest.run(program).stdout
-    expected_n = int(nlstest.run(["python3", "-c", fs_bench.WALK, "serial", files_path])
-                     .stdout.split()[1])
+    roots, programs, walk_fixture = [], [], None
+    if "walk" in which:
+        files_path = fs_bench.many_files_path()
+        expected_n = int(nlstest.run(["python3", "-c", fs_bench.WALK, "serial", files_path])
+                         .stdout.split()[1])
+        walk_fixture = (files_path, expected_n)
+        roots.append(files_path)
+    if "cold-start" in which:
+        program = [c["hello"] + "/bin/hello"]
+        programs.append(("cold-start", program, nlstest.run(program).stdout))
+        roots.append(c["hello"])
+    if "big-start" in which:
+        # The fs_bench closure: `program small_file` needs the hello closure and one small file
+        # of a 57 MiB store path (whole-NAR fetch for the lazy store).
+        big = nlstest.build_big_closure("bench", total_mb=300, parts=6)
+        program = [big["program"], big["small_file"]]
+        programs.append(("big-start", program, nlstest.run(program).stdout))
+        roots.append(big["env"])
     results = {}
     with nlstest.tmpdir("nls-netbench-") as d:
         os.chmod(d, 0o700)
         key, pub = nlstest.make_key(os.path.join(d, "keys"))
-        cache = nlstest.fill_cache(os.path.join(d, "binary-cache"), [files_path, c["hello"]],
-                                   secret_key=key)
+        cache = nlstest.fill_cache(os.path.join(d, "binary-cache"), roots, secret_key=key)
         walk = fs_bench.walk_script(d)
         timer = os.path.join(d, "timer.py")
         with open(timer, "w") as f:
@@ -600,8 +629,7 @@ def main():
                 log("RTT %.2f ms:" % rtt)
                 before = net.calibrate(rtt)
                 lazy.requests = []
-                times = run_rtt(net, contenders, args.runs, (walk, timer),
-                                (files_path, program, expected_out, expected_n))
+                times = run_rtt(contenders, args.runs, walk, timer, walk_fixture, programs)
                 after = net.ping_rtts()
                 log("  RTT after the runs: median %.3f ms" % statistics.median(after))
                 results[rtt] = {"times": times, "rtt_before": statistics.median(before),
