@@ -50,6 +50,9 @@ struct LazyStoreOptions {
   // of small libraries (latency), while a large path fetched speculatively competes with
   // foreground fetches for bandwidth and CPU. Large paths are fetched when used.
   uint64_t prefetch_max_nar_bytes = 8 << 20;
+  // NARs at least this large are written to the cache by a second thread (ThreadedSink) while
+  // the fetching thread parses and verifies; smaller ones are not worth a thread.
+  uint64_t threaded_write_min_nar_bytes = 4 << 20;
 };
 
 struct LazyStoreStats {

@@ -139,6 +139,25 @@ TEST_F(LazyStoreTest, ErrorsAreClassifiedAndNotRemembered) {
   EXPECT_EQ(s.not_found, 2u);
 }
 
+// Large NARs are written by a second thread (ThreadedSink): the same results, and a NAR that
+// fails verification after all its events leaves nothing behind.
+TEST_F(LazyStoreTest, ThreadedWriteOfLargeNars) {
+  fetcher_.Add(1);
+  fetcher_.Add(2);
+  fetcher_.failures[Hash(2)] = "integrity";
+  LazyStore lazy(*cache_, fetcher_,
+                 {.prefetch_references = false, .threaded_write_min_nar_bytes = 0});
+  auto p = lazy.Get(Hash(1));
+  ASSERT_TRUE(p);
+  const std::string want = "contents of " + Base(1);
+  std::string got(want.size() + 10, '\0');
+  got.resize(cache_->Read(*p, p->meta->Lookup(0, "file").value(), 0, got));
+  EXPECT_EQ(got, want);
+  EXPECT_THROW(lazy.Get(Hash(2)), IntegrityError);
+  EXPECT_EQ(cache_->Find(Hash(2)), nullptr);
+  EXPECT_EQ(lazy.Stats().fetched, 1u);
+}
+
 TEST_F(LazyStoreTest, PrefetchesReferences) {
   fetcher_.Add(1, {1, 2, 3, 5});
   fetcher_.Add(2, {4});
