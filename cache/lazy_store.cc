@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 
 #include "fetch/error.h"
 #include "fetch/log.h"
@@ -16,7 +17,10 @@ struct PrefetchSkipped {};
 }  // namespace
 
 LazyStore::LazyStore(StoreCache& cache, Fetcher& fetcher, LazyStoreOptions options)
-    : cache_(cache), fetcher_(fetcher), options_(options) {
+    : cache_(cache),
+      fetcher_(fetcher),
+      options_(options),
+      threaded_write_slots_(std::max(1, int(std::thread::hardware_concurrency() / 2))) {
   for (int i = 0; i < options_.prefetch_workers; ++i) {
     workers_.emplace_back([this] { PrefetchWorker(); });
   }
@@ -141,9 +145,20 @@ std::shared_ptr<CachedPath> LazyStore::FetchOne(const std::string& hash_part, bo
   const std::string full = info->info.store_path.FullPath();
   try {
     auto writer = cache_.BeginWrite(info->info);
-    if (info->info.nar_size >= options_.threaded_write_min_nar_bytes) {
-      // Two cores on one large path: this thread downloads, decompresses and hashes the NAR,
-      // another chunks and writes it (docs/benchmarks.md, "Filesystem").
+    const bool large = info->info.nar_size >= options_.threaded_write_min_nar_bytes;
+    struct Count {
+      std::atomic<int>& n;
+      int now;
+      explicit Count(std::atomic<int>& c) : n(c), now(++c) {}
+      ~Count() { --n; }
+    };
+    std::optional<Count> large_write;
+    if (large) large_write.emplace(large_writes_);
+    if (large && large_write->now <= threaded_write_slots_) {
+      // Cores to spare for one large path: this thread downloads, decompresses and hashes the
+      // NAR, another chunks and writes it (docs/benchmarks.md, "Filesystem"). With several
+      // large fetches at once the cores are busy anyway, and the hand-over would only add a
+      // copy.
       ThreadedSink threaded(*writer);
       fetcher_.FetchNar(*info, threaded);
       threaded.Finish();

@@ -18,6 +18,7 @@
 // Thread-safe.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -51,7 +52,8 @@ struct LazyStoreOptions {
   // foreground fetches for bandwidth and CPU. Large paths are fetched when used.
   uint64_t prefetch_max_nar_bytes = 8 << 20;
   // NARs at least this large are written to the cache by a second thread (ThreadedSink) while
-  // the fetching thread parses and verifies; smaller ones are not worth a thread.
+  // the fetching thread parses and verifies, when at most half the CPUs (at least one) are
+  // busy with such large fetches; smaller ones are not worth a thread.
   uint64_t threaded_write_min_nar_bytes = 4 << 20;
 };
 
@@ -129,6 +131,8 @@ class LazyStore {
   std::set<std::string, std::less<>> prefetch_queued_;
   std::set<std::string, std::less<>> prefetch_tried_;  // never prefetched twice
   int foreground_fetches_ = 0;
+  std::atomic<int> large_writes_{0};  // fetches of NARs >= threaded_write_min_nar_bytes now
+  const int threaded_write_slots_;    // max(1, CPUs / 2)
   bool shutdown_ = false;
   LazyStoreStats stats_;
   std::vector<std::thread> workers_;
