@@ -264,6 +264,8 @@ class StoreCacheImpl : public StoreCache {
     return std::make_unique<PathWriterImpl>(*this, info);
   }
   size_t Read(const CachedPath& path, uint32_t node, uint64_t offset, std::span<char> out) override;
+  std::optional<std::vector<Extent>> Extents(const CachedPath& path, uint32_t node, uint64_t offset,
+                                             size_t size, size_t max_extents) override;
   void Evict(std::optional<uint64_t> target_bytes) override;
   void SetEvictionListener(std::function<void(const CachedPath&)> listener) override {
     std::lock_guard lock(listener_mu_);
@@ -1256,6 +1258,43 @@ void StoreCacheImpl::Corrupt(const CachedPath& path, uint32_t node, const ChunkR
                     " dropped from the cache, fetch it again";
   Log(msg);
   throw IntegrityError(msg);
+}
+
+std::optional<std::vector<StoreCache::Extent>> StoreCacheImpl::Extents(const CachedPath& path,
+                                                                       uint32_t node,
+                                                                       uint64_t offset, size_t size,
+                                                                       size_t max_extents) {
+  const PathMeta& m = *path.meta;
+  if (node >= m.node_count() || m.node(node).type != PathMeta::Type::kRegular)
+    throw Error("Extents: node " + std::to_string(node) + " of " + path.path.base_name() +
+                " is not a regular file");
+  if (opt_.verify_always) return std::nullopt;
+  std::vector<Extent> out;
+  uint64_t file_size = m.node(node).size;
+  if (offset >= file_size || size == 0) return out;
+  size_t n = size_t(std::min<uint64_t>(size, file_size - offset));
+  auto chunks = m.chunks(node);
+  auto offs = m.chunk_offsets(node);
+  size_t done = 0;
+  for (size_t i = m.ChunkAt(node, offset); done < n; ++i) {
+    if (out.size() == max_extents) return std::nullopt;
+    const ChunkRef& c = chunks[i];
+    uint64_t in_chunk = offset + done - offs[i];
+    size_t len = size_t(std::min<uint64_t>(c.size - in_chunk, n - done));
+    bool verified;
+    auto oc = GetChunkFd(c.id, &verified);
+    if (!oc) {
+      int err = errno;
+      if (err == ENOENT) Corrupt(path, node, c, "is missing");
+      throw Error("cached file " + FilePath(path, node) + ": cannot open chunk " + ChunkPath(c.id) +
+                  ": " + Errno(err));
+    }
+    if (!verified) return std::nullopt;
+    int fd = oc->fd.get();
+    out.push_back(Extent{.hold = std::move(oc), .fd = fd, .offset = in_chunk, .size = len});
+    done += len;
+  }
+  return out;
 }
 
 size_t StoreCacheImpl::Read(const CachedPath& path, uint32_t node, uint64_t offset,

@@ -112,6 +112,22 @@ class StoreCache {
   virtual size_t Read(const CachedPath& path, uint32_t node, uint64_t offset,
                       std::span<char> out) = 0;
 
+  // A run of a regular file's bytes stored in one chunk file, for zero-copy replies (splice).
+  struct Extent {
+    std::shared_ptr<const void> hold;  // keeps `fd` open while the extent is in use
+    int fd = -1;
+    uint64_t offset = 0;  // in the chunk file
+    size_t size = 0;
+  };
+  // The extents holding up to `size` bytes of regular file `node` from `offset`, in order (fewer
+  // bytes only at end of file; none at or past it). Only chunks this process has verified (or
+  // written) are handed out this way: std::nullopt when a chunk still needs verifying (or
+  // verify_always is set) or more than `max_extents` would be needed -- use Read() then.
+  // Throws as Read does for a missing chunk.
+  virtual std::optional<std::vector<Extent>> Extents(const CachedPath& path, uint32_t node,
+                                                     uint64_t offset, size_t size,
+                                                     size_t max_extents) = 0;
+
   // Runs eviction now, down to the low watermark (or to `target_bytes` if given).
   virtual void Evict(std::optional<uint64_t> target_bytes = std::nullopt) = 0;
 

@@ -46,6 +46,9 @@ struct LazyFsOptions {
   // when the cache can evict (a byte budget); otherwise the kernel is told to skip opens
   // (FUSE_CAP_NO_OPEN_SUPPORT), which makes warm reads as fast as a local file system.
   bool track_open_files = true;
+  // Answer reads of verified chunks by splicing from the chunk files (FUSE_CAP_SPLICE_WRITE):
+  // one copy fewer than pread + write (docs/architecture.md, "Reads").
+  bool splice_reads = true;
 };
 
 class LazyFs {
@@ -114,6 +117,7 @@ class LazyFs {
   Counters counters_;
   std::atomic<bool> initialized_{false};
   bool no_open_ = false;  // set in init when the kernel agreed to FUSE_CAP_NO_OPEN_SUPPORT
+  bool splice_ = false;   // set in init when reads may be answered by splicing
 
   std::mutex mu_;
   std::unordered_map<uint64_t, PathEntry> paths_;

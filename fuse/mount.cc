@@ -58,6 +58,13 @@ ssize_t SessionRead(int fd, void* buf, size_t len, void*) {
   return n;
 }
 
+// Replies spliced from chunk files (LazyFsOptions::splice_reads) leave the pipe this way; libfuse
+// offers FUSE_CAP_SPLICE_WRITE to a custom-I/O session only when this is set.
+ssize_t SessionSpliceSend(int fdin, off_t* offin, int fdout, off_t* offout, size_t len,
+                          unsigned int flags, void*) {
+  return ::splice(fdin, offin, fdout, offout, len, flags);
+}
+
 ssize_t SessionWritev(int fd, iovec* iov, int count, void*) {
   const uint64_t init_unique = g_init_unique.load();
   if (init_unique != 0 && count >= 2 && iov[0].iov_len >= sizeof(fuse_out_header) &&
@@ -180,6 +187,7 @@ int Serve(const MountCommand& cmd, const StoreSetup& setup, int& ready_fd) {
     fuse_custom_io io{};
     io.read = SessionRead;
     io.writev = SessionWritev;
+    io.splice_send = SessionSpliceSend;
     if (fuse_session_custom_io(session.get(), &io, fuse_session_fd(session.get())) != 0) {
       NLS_LOG(kWarn) << "mount " << cmd.mountpoint
                      << ": cannot hook the FUSE session's I/O; lookups will be serialised";

@@ -226,6 +226,54 @@ TEST_F(StoreCacheTest, ByteRangesAcrossChunksAndAtEof) {
   EXPECT_THROW(cache->Read(*cp, 7, 0, std::span<char>(empty)), Error);
 }
 
+// Extents (for splicing) name the same bytes Read returns, only for chunks verified in this
+// process: after a restart the first Read of a chunk verifies it, then it is handed out.
+TEST_F(StoreCacheTest, ExtentsMatchReadAndNeedVerifiedChunks) {
+  std::string data = test::RandomBytes(rng_, 300001);
+  Tree t;
+  t[""] = Item{PathMeta::Type::kRegular, false, data};
+  NarInfo info = test::MakeInfo(Base(1));
+  auto bytes_of = [](const std::vector<StoreCache::Extent>& ext) {
+    std::string out;
+    for (const auto& e : ext) {
+      std::string piece(e.size, '\0');
+      EXPECT_EQ(::pread(e.fd, piece.data(), e.size, off_t(e.offset)), ssize_t(e.size));
+      out += piece;
+    }
+    return out;
+  };
+  {
+    auto cache = Open();
+    auto cp = Add(*cache, info, t);  // written here: verified
+    for (int i = 0; i < 500; ++i) {
+      uint64_t off = rng_() % (data.size() + 10);
+      size_t len = 1 + rng_() % 60000;
+      auto ext = cache->Extents(*cp, 0, off, len, 1000);
+      ASSERT_TRUE(ext.has_value());
+      size_t want = off >= data.size() ? 0 : std::min<size_t>(len, data.size() - off);
+      ASSERT_EQ(bytes_of(*ext), data.substr(std::min<size_t>(off, data.size()), want));
+    }
+    ASSERT_GT(cp->meta->chunks(0).size(), 3u);
+    EXPECT_FALSE(cache->Extents(*cp, 0, 0, data.size(), 2).has_value()) << "too many extents";
+    EXPECT_THROW(cache->Extents(*cp, 7, 0, 10, 4), Error);
+  }
+  auto cache = Open();  // a new process: nothing verified yet
+  auto cp = cache->Find(info.store_path.hash_part());
+  ASSERT_NE(cp, nullptr);
+  EXPECT_FALSE(cache->Extents(*cp, 0, 0, 100, 1000).has_value());
+  std::string buf(100, '\0');
+  ASSERT_EQ(cache->Read(*cp, 0, 0, buf), 100u);  // verifies the first chunk
+  auto ext = cache->Extents(*cp, 0, 0, 100, 1000);
+  ASSERT_TRUE(ext.has_value());
+  EXPECT_EQ(bytes_of(*ext), data.substr(0, 100));
+  opt_.verify_always = true;
+  cache.reset();
+  cache = Open();
+  cp = cache->Find(info.store_path.hash_part());
+  ASSERT_EQ(cache->Read(*cp, 0, 0, buf), 100u);
+  EXPECT_FALSE(cache->Extents(*cp, 0, 0, 100, 1000).has_value()) << "verify_always: never";
+}
+
 TEST_F(StoreCacheTest, OpenChunkDescriptorsAreBounded) {
   opt_.max_open_chunks = 32;
   auto cache = Open();
