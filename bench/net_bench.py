@@ -15,7 +15,10 @@ by a file server, across an emulated network with a fixed round-trip time (RTT):
 Network: two network namespaces (server, client) joined by a veth pair (10.231.0.1 server,
 10.231.0.2 client); nothing listens outside them. Latency: bench/packet_delay holds every packet
 leaving or entering the client's veth for a fixed time (NFQUEUE, fail closed); the hold time is
-calibrated with `ping -U` (median RTT) before each RTT's runs and the RTT is measured again after.
+calibrated with `ping -U` (median RTT) before each RTT's runs; a background `ping -U` (10/s)
+measures the RTT during the runs (the delayer's wake-up latency depends on the traffic, so this
+is the RTT reported) and the delayer counts the packets of every measurement (the monitor's
+pings taken out): a check of how many round trips each contender needed.
 Servers (nginx, sshd) run in the server namespace; every mount is made from the client namespace
 inside a private mount namespace (the host's /nix/store is never touched).
 
@@ -100,7 +103,7 @@ class Network:
     """Server and client network namespaces joined by a veth pair; NFQUEUE rules on the client
     side feed the delayer (fail closed: without a running delayer no packet passes)."""
 
-    def __init__(self, delayer, rate=None):
+    def __init__(self, delayer, log_dir, rate=None):
         self.delayer_bin = delayer
         tag = os.getpid()
         self.srv, self.cli = "nlsb-srv-%d" % tag, "nlsb-cli-%d" % tag
@@ -108,7 +111,7 @@ class Network:
         self.procs = []
         self.delayer = None
         self.hold_us = None
-        self.log_dir = None
+        self.log_dir = log_dir  # for the RTT monitor's output
         try:
             for ns in (self.srv, self.cli):
                 nlstest.run(["ip", "netns", "add", ns])
@@ -127,6 +130,12 @@ class Network:
             for chain, flag in (("OUTPUT", "-o"), ("INPUT", "-i")):
                 nlstest.run(["ip", "netns", "exec", self.cli, "iptables-legacy", "-A", chain,
                              flag, "veth-c", "-j", "NFQUEUE", "--queue-num", str(QUEUE)])
+            # Fail closed: with no delayer bound to the queue, nothing may pass.
+            cp = self.run(self.cli, ["ping", "-n", "-c", "2", "-i", "0.2", "-W", "1",
+                                     SERVER_ADDR], check=False)
+            if " 0 received" not in cp.stdout:
+                raise RuntimeError("packets passed the NFQUEUE rules without a delayer (the "
+                                   "link would not be delayed):\n" + cp.stdout + cp.stderr)
         except BaseException:
             self.close()
             raise
@@ -170,6 +179,40 @@ class Network:
             raise RuntimeError("packet_delay did not start (%s): %s%s" % (
                 " ".join(p.args), line, err))
         self.delayer, self.hold_us = p, hold_us
+
+    def packets(self):
+        """(packets the delayer has held so far, GSO packets counted once; wall-clock time)."""
+        self.delayer.send_signal(signal.SIGUSR1)
+        line = self.delayer.stdout.readline()
+        if not line.startswith("packets "):
+            raise RuntimeError("packet_delay answered %r to SIGUSR1 (exit status %s)" % (
+                line, self.delayer.poll()))
+        return int(line.split()[1]), time.time()
+
+    def start_monitor(self, interval=0.1):
+        """A background `ping -U -D` over the delayed link while the workloads run: the RTT
+        the workloads actually saw (the delayer's wake-up latency depends on the traffic)."""
+        self.monitor_file = os.path.join(self.log_dir, "monitor-ping.log")
+        with open(self.monitor_file, "w") as f:
+            self.monitor = subprocess.Popen(
+                self.exec_argv(self.cli, ["ping", "-U", "-D", "-n", "-i", interval, "-W", "2",
+                                          SERVER_ADDR]),
+                stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT)
+        self.procs.append(self.monitor)
+
+    def stop_monitor(self):
+        """Stops the monitor; returns [(reply time, RTT ms)]."""
+        self.monitor.send_signal(signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.monitor.wait(10)
+        res = []
+        with open(self.monitor_file) as f:
+            for line in f:
+                toks = line.split()
+                if toks and toks[0].startswith("[") and any(t.startswith("time=") for t in toks):
+                    rtt = [float(t[5:]) for t in toks if t.startswith("time=")][0]
+                    res.append((float(toks[0].strip("[]")), rtt))
+        return res
 
     def stop_delayer(self):
         """Stops the delayer; returns its statistics line (packets, lateness)."""
@@ -449,83 +492,115 @@ def timed_program(ns, timer, argv):
     return res["secs"], res["out"]
 
 
-def run_rtt(contenders, runs, walk, timer, walk_fixture, programs):
-    """Runs every workload `runs` times per contender; returns {workload: {name: [secs]}}.
-    walk_fixture: None or (store path, expected entry count); programs: [(workload, argv,
-    expected stdout)]."""
-    res = {}
+def run_rtt(net, contenders, runs, walk, timer, walk_fixture, programs):
+    """Runs every workload `runs` times per contender. Returns ({workload: {name: [secs]}},
+    {workload: {name: [packets through the delayer]}}). walk_fixture: None or (store path,
+    expected entry count); programs: [(workload, argv, expected stdout)]."""
+    res, pkts = {}, {}
 
-    def add(w, name, secs):
+    def add(w, name, secs, mark0, mark1):
         res.setdefault(w, {c.name: [] for c in contenders})[name].append(secs)
+        # [raw packet count, window start, window end]: the monitor's pings are taken out later.
+        pkts.setdefault(w, {c.name: [] for c in contenders})[name].append(
+            [mark1[0] - mark0[0], mark0[1], mark1[1]])
 
     for i in range(runs):
         order = contenders if i % 2 == 0 else list(reversed(contenders))
         for c in order if walk_fixture else []:
             files_path, expected_n = walk_fixture
             fs_bench.drop_caches()
+            p0 = net.packets()
             with c.mount() as ns:
-                add("mount", c.name, c.mount_secs)
+                p1 = net.packets()
                 cold, n = timed_walk(ns, walk, files_path)
+                p2 = net.packets()
                 warm, n2 = timed_walk(ns, walk, files_path)
+                p3 = net.packets()
             if n != expected_n or n2 != expected_n:
                 raise RuntimeError("%s: the walk saw %d/%d entries, the host store %d" % (
                     c.name, n, n2, expected_n))
-            add("walk-cold", c.name, cold)
-            add("walk-warm", c.name, warm)
-            log("  run %d %-5s walk-cold %8.3f s  walk-warm %8.3f s  (mount %.3f s)" % (
-                i + 1, c.name, cold, warm, c.mount_secs))
+            add("mount", c.name, c.mount_secs, p0, p1)
+            add("walk-cold", c.name, cold, p1, p2)
+            add("walk-warm", c.name, warm, p2, p3)
+            log("  run %d %-5s walk-cold %8.3f s  walk-warm %8.3f s  (mount %.3f s; packets %d "
+                "/ %d / %d)" % (i + 1, c.name, cold, warm, c.mount_secs, p2[0] - p1[0],
+                                p3[0] - p2[0], p1[0] - p0[0]))
         for w, program, expected_out in programs:
             for c in order:
                 fs_bench.drop_caches()
                 with c.mount() as ns:
+                    p0 = net.packets()
                     secs, out = timed_program(ns, timer, program)
+                    p1 = net.packets()
                 if out != expected_out:
                     raise RuntimeError("%s: %s printed %r, from the host store %r" % (
                         c.name, " ".join(program), out, expected_out))
-                add(w, c.name, secs)
-                log("  run %d %-5s %-10s %7.3f s" % (i + 1, c.name, w, secs))
-    return res
+                add(w, c.name, secs, p0, p1)
+                log("  run %d %-5s %-10s %7.3f s  (%d packets)" % (i + 1, c.name, w, secs,
+                                                                  p1[0] - p0[0]))
+    return res, pkts
 
 
 # ----------------------------------------------------------------------------------------------
 # Report
 
 
+def subtract_monitor(packets, replies):
+    """Turns [raw count, t0, t1] into packet counts without the monitor's pings (2 packets
+    per reply received in the window)."""
+    for per_name in packets.values():
+        for lst in per_name.values():
+            for i, (raw, t0, t1) in enumerate(lst):
+                lst[i] = max(0, raw - 2 * sum(1 for t, _ in replies if t0 <= t <= t1))
+
+
+def quantile(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
 def median(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
-def report(results, names, args, header):
+def report(results, names, header):
     """Prints the per-RTT tables, plain and as Markdown (for docs/benchmarks.md)."""
     others = [n for n in names if n != "sshfs"]
+    netted = [n for n in names if n != "dir"]  # contenders whose traffic crosses the delayer
     log("")
     log(header)
-    md = ["| RTT (ping -U median) | workload | " + " | ".join("%s s" % n for n in names)
-          + " | " + " | ".join("%s / sshfs" % n for n in others) + " |",
-          "|---|---|" + "---:|" * (len(names) + len(others))]
+    md = ["| RTT (ping -U median during the runs) | workload | " + " | ".join("%s s" % n for n in names)
+          + " | " + " | ".join("%s / sshfs" % n for n in others) + " | "
+          + " | ".join("%s packets" % n for n in netted) + " |",
+          "|---|---|" + "---:|" * (len(names) + len(others) + len(netted))]
     for rtt in results:
         r = results[rtt]
-        log("RTT target %.2f ms, measured median %.3f ms before / %.3f ms after the runs" % (
-            rtt, r["rtt_before"], r["rtt_after"]))
+        log("RTT target %.2f ms, ping -U median %.3f ms at calibration, %.3f ms during the "
+            "runs, %.3f ms after" % (rtt, r["rtt_before"], r["rtt_during"], r["rtt_after"]))
         for w in [w for w in WORKLOADS if w in r["times"]]:
             meds = {n: median(r["times"][w][n]) for n in names}
             ratios = {n: meds[n] / meds["sshfs"] if meds["sshfs"] else float("inf")
                       for n in others}
-            log("  %-10s %s   %s" % (w, "  ".join("%s %8.3f s" % (n, meds[n]) for n in names),
-                                      "  ".join("%s/sshfs %7.3f" % (n, ratios[n])
-                                                for n in others)))
+            pk = {n: median(r["packets"][w][n]) for n in netted}
+            log("  %-10s %s   %s   packets %s" % (
+                w, "  ".join("%s %8.3f s" % (n, meds[n]) for n in names),
+                "  ".join("%s/sshfs %7.3f" % (n, ratios[n]) for n in others),
+                " ".join("%s %d" % (n, pk[n]) for n in netted)))
             for n in names:
                 log("             %-5s runs: %s" % (n, " ".join(
                     "%.3f" % x for x in r["times"][w][n])))
-            md.append("| %.2f ms (%.2f) | %s | %s | %s |" % (
-                rtt, r["rtt_before"], DESCRIPTION[w],
+            md.append("| %.2f ms (%.2f) | %s | %s | %s | %s |" % (
+                rtt, r["rtt_during"], DESCRIPTION[w],
                 " | ".join("%.3f" % meds[n] for n in names),
                 " | ".join("**%.3f**" % ratios[n] if w != "mount" else "%.3f" % ratios[n]
-                           for n in others)))
+                           for n in others),
+                " | ".join("%d" % pk[n] for n in netted)))
         if r.get("requests"):
             log("  lazy: HTTP requests per mount: %s" % " ".join(map(str, r["requests"])))
         log("  delayer: %s" % r["delayer"])
     log("")
+    log("(packets: median number of packets through the delayer during the measurement, both "
+        "directions, a GSO packet counted once; the dir contender does not use the link)")
     log("\n".join(md))
 
 
@@ -618,7 +693,7 @@ def main():
         timer = os.path.join(d, "timer.py")
         with open(timer, "w") as f:
             f.write(TIMER)
-        with Network(delayer, args.rate) as net:
+        with Network(delayer, d, args.rate) as net:
             url, access_log = start_nginx(net, d, cache)
             client_key = start_sshd(net, d)
             lazy = Lazy(net, d, url, pub, access_log, args.lazy_args.split())
@@ -629,14 +704,25 @@ def main():
                 log("RTT %.2f ms:" % rtt)
                 before = net.calibrate(rtt)
                 lazy.requests = []
-                times = run_rtt(contenders, args.runs, walk, timer, walk_fixture, programs)
+                net.start_monitor()
+                times, packets = run_rtt(net, contenders, args.runs, walk, timer,
+                                         walk_fixture, programs)
+                during = net.stop_monitor()
                 after = net.ping_rtts()
-                log("  RTT after the runs: median %.3f ms" % statistics.median(after))
-                results[rtt] = {"times": times, "rtt_before": statistics.median(before),
+                subtract_monitor(packets, during)
+                during_rtts = [r for _, r in during]
+                log("  RTT during the runs (ping -U every 0.1 s, %d replies): median %.3f ms, "
+                    "p10 %.3f, p90 %.3f; after the runs: median %.3f ms" % (
+                        len(during_rtts), statistics.median(during_rtts),
+                        quantile(during_rtts, 0.1), quantile(during_rtts, 0.9),
+                        statistics.median(after)))
+                results[rtt] = {"times": times, "packets": packets,
+                                "rtt_during": statistics.median(during_rtts),
+                                "rtt_before": statistics.median(before),
                                 "rtt_after": statistics.median(after),
                                 "requests": list(lazy.requests),
                                 "delayer": net.stop_delayer()}
-    report(results, [x.name for x in contenders], args, header)
+    report(results, [x.name for x in contenders], header)
     log("total %.0f s" % (time.time() - started))
 
 

@@ -9,9 +9,10 @@
 // packets are dropped, never passed undelayed.
 //
 // Usage: packet_delay --queue N --delay-us D [--max-queue-len L]
-// Prints "ready queue=N delay_us=D" on stdout once bound, runs until SIGINT/SIGTERM, then prints
-// statistics (packets, netlink overruns, lateness) on stderr. Must run as root in the network
-// namespace whose iptables rules feed the queue.
+// Prints "ready queue=N delay_us=D" on stdout once bound; on SIGUSR1 prints "packets N" (the total
+// so far, so a caller can count the packets of one measurement); runs until SIGINT/SIGTERM, then
+// prints statistics (packets, netlink overruns, lateness) on stderr. Must run as root in the
+// network namespace whose iptables rules feed the queue.
 #include <arpa/inet.h>
 #include <linux/netfilter.h>
 #include <poll.h>
@@ -46,7 +47,14 @@ Nanos Now() {
 }
 
 volatile sig_atomic_t g_stop = 0;
-void OnSignal(int) { g_stop = 1; }
+volatile sig_atomic_t g_report = 0;
+void OnSignal(int sig) {
+  if (sig == SIGUSR1) {
+    g_report = 1;
+  } else {
+    g_stop = 1;
+  }
+}
 
 struct Held {
   uint32_t id;
@@ -134,10 +142,12 @@ void Run(int queue_num, Nanos delay, uint32_t max_len) {
   sa.sa_handler = OnSignal;
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGUSR1, &sa, nullptr);
   sigset_t block, empty;
   sigemptyset(&block);
   sigaddset(&block, SIGINT);
   sigaddset(&block, SIGTERM);
+  sigaddset(&block, SIGUSR1);
   sigemptyset(&empty);
   sigprocmask(SIG_BLOCK, &block, nullptr);
 
@@ -146,6 +156,11 @@ void Run(int queue_num, Nanos delay, uint32_t max_len) {
 
   alignas(8) static char buf[1 << 16];
   while (!g_stop) {
+    if (g_report) {
+      g_report = 0;
+      std::printf("packets %llu\n", static_cast<unsigned long long>(d.stats.packets));
+      std::fflush(stdout);
+    }
     ReleaseDue(d, q.get());
     pollfd pfd{fd, POLLIN, 0};
     timespec ts{};
