@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <ctime>
@@ -24,6 +25,7 @@
 #include <unordered_set>
 
 #include "fetch/error.h"
+#include "fetch/nar_parser.h"
 
 namespace nls {
 
@@ -207,7 +209,7 @@ class StoreCacheImpl;
 
 class PathWriterImpl : public PathWriter {
  public:
-  PathWriterImpl(StoreCacheImpl& cache, const NarInfo& info) : cache_(cache), info_(info) {}
+  PathWriterImpl(StoreCacheImpl& cache, const NarInfo& info);
   ~PathWriterImpl() override;
 
   void CreateDirectory(std::string_view path) override { builder_.AddDirectory(path); }
@@ -407,6 +409,7 @@ class StoreCacheImpl : public StoreCache {
   std::deque<PendingPath> durable_queue_;
   uint64_t durable_queued_ = 0, durable_done_ = 0;  // paths handed over / finished
   bool durable_stop_ = false;
+  int durable_hurry_ = 0;  // WaitDurable callers: no delay
   std::thread durable_thread_;
 
   std::atomic<uint64_t> hits_{0}, misses_{0}, evictions_{0}, refetches_{0};
@@ -744,6 +747,14 @@ CacheStats StoreCacheImpl::Stats() {
 // ---------------------------------------------------------------------------------------------
 // Writing.
 
+PathWriterImpl::PathWriterImpl(StoreCacheImpl& cache, const NarInfo& info)
+    : cache_(cache), info_(info) {
+  // The most the buffer holds: just under one maximal chunk plus a parser piece. Reserved once
+  // (growing it piece by piece cost a page fault per fresh page, for every path).
+  if (info.nar_size > cache.opt_.chunking.min)
+    buffer_.reserve(cache.opt_.chunking.max + NarParser::kMaxDataPiece);
+}
+
 void PathWriterImpl::RegularData(std::string_view data) {
   if (!in_file_) throw FormatError(Origin() + ": file data outside a file");
   file_got_ += data.size();
@@ -1032,6 +1043,10 @@ void StoreCacheImpl::DurabilityLoop() {
       std::unique_lock lock(durable_mu_);
       durable_cv_.wait(lock, [&] { return durable_stop_ || !durable_queue_.empty(); });
       if (durable_queue_.empty()) return;  // stopping, and nothing left to do
+      // Let the burst of commits this one belongs to (a closure being fetched) finish first:
+      // one sync for all of it, and no write-back competing with the fetches for the disk.
+      durable_cv_.wait_for(lock, std::chrono::duration<double>(opt_.durable_delay_s),
+                           [&] { return durable_stop_ || durable_hurry_ > 0; });
       batch.assign(std::make_move_iterator(durable_queue_.begin()),
                    std::make_move_iterator(durable_queue_.end()));
       durable_queue_.clear();
@@ -1093,7 +1108,10 @@ void StoreCacheImpl::MakeDurable(std::vector<PendingPath>& batch) {
 void StoreCacheImpl::WaitDurable() {
   std::unique_lock lock(durable_mu_);
   uint64_t target = durable_queued_;
+  ++durable_hurry_;
+  durable_cv_.notify_all();
   durable_done_cv_.wait(lock, [&] { return durable_done_ >= target; });
+  --durable_hurry_;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -45,6 +45,10 @@ struct CacheOptions {
   // metadata is renamed at commit): consistent after a process crash (SIGKILL), not after a
   // power loss. Tests only.
   bool sync = true;
+  // The worker waits this long after a commit before syncing, so that a burst of commits (a
+  // closure being fetched) is synced once, after the burst, instead of its write-back competing
+  // with the fetches for the disk. A crash within the delay costs a re-fetch, nothing more.
+  double durable_delay_s = 2;
   // Bound of the cache of open chunk file descriptors (also at most half of RLIMIT_NOFILE).
   size_t max_open_chunks = 4096;
   ChunkerParams chunking = ChunkerParams::Default();

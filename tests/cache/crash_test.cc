@@ -208,6 +208,7 @@ void CrashRounds(bool sync, int rounds, uint64_t seed) {
   CacheOptions opt;
   opt.dir = dir.path() + "/c";
   opt.sync = sync;
+  opt.durable_delay_s = 0.01;  // paths become durable within the child's short life
   opt.max_bytes = 4 << 20;
   opt.chunking = ChunkerParams{true, 4096, 16384, 65536};
   SetCacheLogger([](std::string_view) {});
