@@ -37,7 +37,8 @@ interleaved, their order alternating run by run; medians of --runs runs):
 
 Run as root from the source tree, after building nix-lazy-store and packet_delay:
   NLS_BINARY=$PWD/build/fuse/nix-lazy-store python3 bench/net_bench.py \
-      [--rtt-ms 0.5,5] [--runs 5] [--contender-dir DIR] [--rate 1gbit] [--delayer PATH]
+      [--rtt-ms 0.5,5] [--runs 5] [--workloads walk,cold-start[,big-start]]
+      [--contender-dir DIR] [--rate 1gbit] [--delayer PATH]
 Everything (namespaces, daemons, mounts) is torn down at exit, also on Ctrl-C or failure.
 """
 
@@ -569,8 +570,8 @@ def report(results, names, header):
     netted = [n for n in names if n != "dir"]  # contenders whose traffic crosses the delayer
     log("")
     log(header)
-    md = ["| RTT (ping -U median during the runs) | workload | " + " | ".join("%s s" % n for n in names)
-          + " | " + " | ".join("%s / sshfs" % n for n in others) + " | "
+    md = ["| RTT (ping -U median during the runs) | workload | "
+          + " | ".join("%s s" % n for n in names) + " | " + " | ".join("%s / sshfs" % n for n in others) + " | "
           + " | ".join("%s packets" % n for n in netted) + " |",
           "|---|---|" + "---:|" * (len(names) + len(others) + len(netted))]
     for rtt in results:
