@@ -180,6 +180,12 @@ class Network:
             raise RuntimeError("packet_delay did not start (%s): %s%s" % (
                 " ".join(p.args), line, err))
         self.delayer, self.hold_us = p, hold_us
+        try:
+            self.packets()
+        except RuntimeError:
+            raise RuntimeError("%s does not answer SIGUSR1 with its packet count: an older "
+                               "build? Rebuild the packet_delay target or pass --delayer" %
+                               self.delayer_bin) from None
 
     def packets(self):
         """(packets the delayer has held so far, GSO packets counted once; wall-clock time)."""
@@ -641,8 +647,12 @@ def main():
     if args.runs < 1:
         ap.error("--runs must be >= 1")
     rtts = [float(x) for x in args.rtt_ms.split(",") if x.strip()]
-    delayer = nlstest.find_built("bench", "packet_delay", first=[args.delayer])
     binary = nlstest.find_binary()
+    # The packet_delay of the build that made the binary first (other build directories may hold
+    # an older one).
+    delayer = nlstest.find_built("bench", "packet_delay", first=[
+        args.delayer, os.path.join(os.path.dirname(os.path.dirname(binary)), "bench",
+                                   "packet_delay")])
     if not os.path.isabs(binary):
         raise SystemExit("NLS_BINARY must be an absolute path (got %s)" % binary)
     for tool in ("sshfs", "iptables-legacy", "ping", "nginx", "ip"):
@@ -711,7 +721,7 @@ def main():
                 during = net.stop_monitor()
                 after = net.ping_rtts()
                 subtract_monitor(packets, during)
-                during_rtts = [r for _, r in during]
+                during_rtts = [r for _, r in during] or [float("nan")]
                 log("  RTT during the runs (ping -U every 0.1 s, %d replies): median %.3f ms, "
                     "p10 %.3f, p90 %.3f; after the runs: median %.3f ms" % (
                         len(during_rtts), statistics.median(during_rtts),
