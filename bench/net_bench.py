@@ -646,6 +646,9 @@ def main():
         ap.error("--contender-dir %s is not a directory" % args.contender_dir)
     if args.runs < 1:
         ap.error("--runs must be >= 1")
+    if args.runs < 3:
+        log("note: --runs %d is for trying the script out; quote medians of >= 3 runs" %
+            args.runs)
     rtts = [float(x) for x in args.rtt_ms.split(",") if x.strip()]
     binary = nlstest.find_binary()
     # The packet_delay of the build that made the binary first (other build directories may hold
@@ -743,5 +746,5 @@ if __name__ == "__main__":
     except KeyboardInterrupt as e:
         # The with-blocks have torn everything down by now.
         print("net_bench: interrupted (%s); namespaces, daemons and mounts removed" % (
-            e or "SIGINT"), file=sys.stderr)
+            str(e) or "SIGINT"), file=sys.stderr)
         sys.exit(130)
