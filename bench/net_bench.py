@@ -82,10 +82,39 @@ print(json.dumps({"secs": secs, "rc": cp.returncode, "out": cp.stdout.decode(err
                   "err": cp.stderr.decode(errors="replace")}))
 '''
 
-WORKLOADS = ["walk-cold", "walk-warm", "cold-start", "big-start", "mount"]
+# The cold walk by several threads at once (as a parallel build opens files): the entries are
+# listed first (os.walk), then thread k handles entries k, k+N, ... (lstat, open, read).
+PAR_WALK = r'''
+import os, sys, threading, time
+root, nthreads = sys.argv[1], int(sys.argv[2])
+t0 = time.perf_counter()
+entries = []
+for dp, dns, fns in os.walk(root):
+    entries += [os.path.join(dp, n) for n in fns + dns]
+counts = []
+def work(k):
+    n = 0
+    for p in entries[k::nthreads]:
+        os.lstat(p)
+        if os.path.isfile(p) and not os.path.islink(p):
+            fd = os.open(p, os.O_RDONLY)
+            while os.read(fd, 1 << 20):
+                pass
+            os.close(fd)
+        n += 1
+    counts.append(n)
+ts = [threading.Thread(target=work, args=(k,)) for k in range(nthreads)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+print("%.6f %d" % (time.perf_counter() - t0, sum(counts)))
+'''
+PAR_THREADS = 8
+
+WORKLOADS = ["walk-cold", "walk-warm", "walk-par", "cold-start", "big-start", "mount"]
 DESCRIPTION = {
     "walk-cold": "lstat+open+read 3000 files, cold",
     "walk-warm": "same walk again, warm mount",
+    "walk-par": "the cold walk by 8 threads",
     "cold-start": "run hello (4-path closure), cold",
     "big-start": "read 1 small file of a 57 MiB path, cold",
     "mount": "mount until usable (info)",
@@ -499,10 +528,11 @@ def timed_program(ns, timer, argv):
     return res["secs"], res["out"]
 
 
-def run_rtt(net, contenders, runs, walk, timer, walk_fixture, programs):
+def run_rtt(net, contenders, runs, walk, timer, walk_fixture, programs, par_walk=None):
     """Runs every workload `runs` times per contender. Returns ({workload: {name: [secs]}},
     {workload: {name: [packets through the delayer]}}). walk_fixture: None or (store path,
-    expected entry count); programs: [(workload, argv, expected stdout)]."""
+    expected entry count); programs: [(workload, argv, expected stdout)]; par_walk: None or
+    (PAR_WALK script, store path, expected entry count)."""
     res, pkts = {}, {}
 
     def add(w, name, secs, mark0, mark1):
@@ -532,6 +562,20 @@ def run_rtt(net, contenders, runs, walk, timer, walk_fixture, programs):
             log("  run %d %-5s walk-cold %8.3f s  walk-warm %8.3f s  (mount %.3f s; packets %d "
                 "/ %d / %d)" % (i + 1, c.name, cold, warm, c.mount_secs, p2[0] - p1[0],
                                 p3[0] - p2[0], p1[0] - p0[0]))
+        for c in order if par_walk else []:
+            script, files_path, expected_n = par_walk
+            fs_bench.drop_caches()
+            with c.mount() as ns:
+                p0 = net.packets()
+                secs, n = map(float, ns.run(["python3", script, files_path, PAR_THREADS],
+                                            timeout=3600).stdout.split())
+                p1 = net.packets()
+            if int(n) != expected_n:
+                raise RuntimeError("%s: the parallel walk saw %d entries, the host store %d" % (
+                    c.name, n, expected_n))
+            add("walk-par", c.name, secs, p0, p1)
+            log("  run %d %-5s walk-par   %7.3f s  (%d packets)" % (i + 1, c.name, secs,
+                                                                  p1[0] - p0[0]))
         for w, program, expected_out in programs:
             for c in order:
                 fs_bench.drop_caches()
@@ -635,8 +679,9 @@ def main():
                     help="also limit the link's bandwidth with tbf (e.g. 1gbit; default none)")
     ap.add_argument("--delayer", default=None, help="path of packet_delay (default: built)")
     ap.add_argument("--workloads", default="walk,cold-start",
-                    help="walk (walk-cold + walk-warm), cold-start, big-start (opt-in: builds "
-                         "and copies fs_bench's 300 MiB closure); default walk,cold-start")
+                    help="walk (walk-cold + walk-warm), walk-par (opt-in: the cold walk by 8 "
+                         "threads), cold-start, big-start (opt-in: builds and copies "
+                         "fs_bench's 300 MiB closure); default walk,cold-start")
     ap.add_argument("--sshfs-options", default=KERNEL_CACHE_OPTS)
     ap.add_argument("--lazy-args", default="",
                     help="extra arguments for nix-lazy-store mount (space-separated)")
@@ -676,12 +721,12 @@ def main():
     log(header)
 
     which = set(args.workloads.split(","))
-    if which - {"walk", "cold-start", "big-start"}:
-        ap.error("unknown workloads %s" % ",".join(sorted(which - {"walk", "cold-start",
-                                                                    "big-start"})))
+    known = {"walk", "walk-par", "cold-start", "big-start"}
+    if which - known:
+        ap.error("unknown workloads %s" % ",".join(sorted(which - known)))
     c = nlstest.build_closure("netbench")
     roots, programs, walk_fixture = [], [], None
-    if "walk" in which:
+    if which & {"walk", "walk-par"}:
         files_path = fs_bench.many_files_path()
         expected_n = int(nlstest.run(["python3", "-c", fs_bench.WALK, "serial", files_path])
                          .stdout.split()[1])
@@ -704,6 +749,11 @@ def main():
         key, pub = nlstest.make_key(os.path.join(d, "keys"))
         cache = nlstest.fill_cache(os.path.join(d, "binary-cache"), roots, secret_key=key)
         walk = fs_bench.walk_script(d)
+        par_walk = None
+        if "walk-par" in which:
+            par_walk = os.path.join(d, "par_walk.py")
+            with open(par_walk, "w") as f:
+                f.write(PAR_WALK)
         timer = os.path.join(d, "timer.py")
         with open(timer, "w") as f:
             f.write(TIMER)
@@ -720,7 +770,8 @@ def main():
                 lazy.requests = []
                 net.start_monitor()
                 times, packets = run_rtt(net, contenders, args.runs, walk, timer,
-                                         walk_fixture, programs)
+                                         walk_fixture if "walk" in which else None, programs,
+                                         par_walk and (par_walk,) + walk_fixture)
                 during = net.stop_monitor()
                 after = net.ping_rtts()
                 subtract_monitor(packets, during)
