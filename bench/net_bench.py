@@ -27,6 +27,8 @@ interleaved, their order alternating run by run; medians of --runs runs):
   walk-cold   lstat + open + read of every file of a 3000-file store path (fs_bench's walker,
               timed inside the walking process): a compile-like metadata workload.
   walk-warm   the same walk again on the same mount (kernel caches warm).
+  walk-par    (opt-in) the cold walk by 8 threads on a fresh mount, as a parallel build opens
+              files: a file server overlaps the round trips of concurrent requests.
   cold-start  run the small closure's program (build_closure()["hello"]/bin/hello: ld.so, libc,
               libz, libgreet from 4 store paths) on a fresh mount, timed inside a process in the
               mount namespace around fork+exec+exit.
