@@ -238,6 +238,7 @@ class PathWriterImpl : public PathWriter {
     file_got_ = 0;
     file_chunks_.clear();
     buffer_.clear();
+    start_ = 0;
   }
   void RegularData(std::string_view data) override;
   void EndRegular() override;
@@ -260,7 +261,8 @@ class PathWriterImpl : public PathWriter {
   bool file_exec_ = false;
   uint64_t file_size_ = 0, file_got_ = 0;
   std::vector<ChunkRef> file_chunks_;
-  std::string buffer_;
+  std::string buffer_;  // file bytes not cut into chunks yet: buffer_[start_, size())
+  size_t start_ = 0;
   // Chunks this writer holds a reference on (each once); the path takes them over on Commit.
   std::unordered_set<ChunkId, ChunkIdHash> held_;
   std::vector<ChunkId> written_;  // chunk files this writer created (to sync before commit)
@@ -766,10 +768,14 @@ CacheStats StoreCacheImpl::Stats() {
 
 PathWriterImpl::PathWriterImpl(StoreCacheImpl& cache, const NarInfo& info)
     : cache_(cache), info_(info) {
-  // The most the buffer holds: just under one maximal chunk plus a parser piece. Reserved once
-  // (growing it piece by piece cost a page fault per fresh page, for every path).
-  if (info.nar_size > cache.opt_.chunking.min)
-    buffer_.reserve(cache.opt_.chunking.max + NarParser::kMaxDataPiece);
+  // Reserved once (growing it piece by piece cost a page fault per fresh page, for every path).
+  // Cutting needs `max` bytes of look-ahead, so just under `max` bytes stay after each cut; with
+  // room for three times that, they are moved to the front once per ~2 MiB of data instead of
+  // after every chunk (which moved each byte about 3.5 times).
+  if (info.nar_size > cache.opt_.chunking.min) {
+    buffer_.reserve(std::min<uint64_t>(info.nar_size, 3 * uint64_t(cache.opt_.chunking.max)) +
+                    NarParser::kMaxDataPiece);
+  }
 }
 
 void PathWriterImpl::RegularData(std::string_view data) {
@@ -777,13 +783,17 @@ void PathWriterImpl::RegularData(std::string_view data) {
   file_got_ += data.size();
   if (file_got_ > file_size_)
     throw FormatError(Origin() + ": more data than announced for '" + file_path_ + "'");
+  if (start_ > 0 && buffer_.size() + data.size() > buffer_.capacity()) {
+    buffer_.erase(0, start_);
+    start_ = 0;
+  }
   buffer_.append(data);
   EmitChunks(false);
 }
 
 void PathWriterImpl::EmitChunks(bool final) {
   const ChunkerParams& p = cache_.opt_.chunking;
-  size_t pos = 0;
+  size_t pos = start_;
   while (pos < buffer_.size() && (final || buffer_.size() - pos >= p.max)) {
     size_t len =
         FindCut(p, reinterpret_cast<const uint8_t*>(buffer_.data()) + pos, buffer_.size() - pos);
@@ -796,7 +806,11 @@ void PathWriterImpl::EmitChunks(bool final) {
     file_chunks_.push_back(ChunkRef{id, uint32_t(len)});
     pos += len;
   }
-  buffer_.erase(0, pos);
+  start_ = pos;
+  if (start_ == buffer_.size()) {
+    buffer_.clear();
+    start_ = 0;
+  }
 }
 
 void PathWriterImpl::EndRegular() {
