@@ -3,9 +3,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <linux/fs.h>
 #include <sys/file.h>
-#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -129,20 +127,6 @@ void FsyncPath(const std::string& path) {
 }
 
 uint64_t DiskBytes(const struct stat& st) { return uint64_t(st.st_blocks) * 512; }
-
-// Asks the file system to spread the subdirectories of `dir` (the 256 chunk directories) over
-// its allocation groups, as it does for top-level directories (FS_TOPDIR_FL; ext4's Orlov
-// allocator honours it, others ignore it). Chunk inodes are allocated near their directory, and
-// ext4 scans past every inode deleted in the last minute when it allocates one: with all chunk
-// directories in one group, that scan made creating chunks slow after evictions. Best effort.
-void MarkTopDir(const std::string& dir) {
-  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (fd.get() < 0) return;
-  int flags = 0;
-  if (::ioctl(fd.get(), FS_IOC_GETFLAGS, &flags) != 0 || (flags & FS_TOPDIR_FL)) return;
-  flags |= FS_TOPDIR_FL;
-  (void)::ioctl(fd.get(), FS_IOC_SETFLAGS, &flags);
-}
 
 std::vector<std::string> ListDir(const std::string& path) {
   std::vector<std::string> names;
@@ -457,7 +441,6 @@ StoreCacheImpl::StoreCacheImpl(const CacheOptions& options, bool fsck, Report re
     if (::mkdir(p.c_str(), 0755) != 0 && errno != EEXIST)
       throw ConfigError("cannot create " + p + ": " + Errno(errno));
   }
-  MarkTopDir(dir_ + "/chunks");
   // Keep the descriptor cache well inside RLIMIT_NOFILE (the soft limit is often 1024): the
   // rest of the process (FUSE, sockets, writers) needs descriptors too.
   fd_cap_ = opt_.max_open_chunks;
