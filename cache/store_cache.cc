@@ -368,6 +368,12 @@ class StoreCacheImpl : public StoreCache {
 
   // Reader side.
   std::shared_ptr<OpenChunk> GetChunkFd(const ChunkId& id, bool* verified);
+  // Checks that `node` is a regular file of `path` (else Error naming `caller`).
+  const PathMeta& RegularFile(const CachedPath& path, uint32_t node, const char* caller) const;
+  // GetChunkFd for chunk `c` of file `node`; a missing chunk drops the path (Corrupt), other
+  // failures (out of descriptors) throw Error and keep it.
+  std::shared_ptr<OpenChunk> OpenChunkOf(const CachedPath& path, uint32_t node, const ChunkRef& c,
+                                         bool* verified);
   void MarkVerified(const ChunkId& id);
   void ForgetChunk(const ChunkId& id);
   [[noreturn]] void Corrupt(const CachedPath& path, uint32_t node, const ChunkRef& chunk,
@@ -1311,14 +1317,33 @@ void StoreCacheImpl::Corrupt(const CachedPath& path, uint32_t node, const ChunkR
   throw IntegrityError(msg);
 }
 
+const PathMeta& StoreCacheImpl::RegularFile(const CachedPath& path, uint32_t node,
+                                            const char* caller) const {
+  const PathMeta& m = *path.meta;
+  if (node >= m.node_count() || m.node(node).type != PathMeta::Type::kRegular)
+    throw Error(std::string(caller) + ": node " + std::to_string(node) + " of " +
+                path.path.base_name() + " is not a regular file");
+  return m;
+}
+
+std::shared_ptr<OpenChunk> StoreCacheImpl::OpenChunkOf(const CachedPath& path, uint32_t node,
+                                                       const ChunkRef& c, bool* verified) {
+  auto oc = GetChunkFd(c.id, verified);
+  if (!oc) {
+    int err = errno;
+    if (err == ENOENT) Corrupt(path, node, c, "is missing");
+    // Out of descriptors or memory: not the data's fault, keep the path.
+    throw Error("cached file " + FilePath(path, node) + ": cannot open chunk " + ChunkPath(c.id) +
+                ": " + Errno(err));
+  }
+  return oc;
+}
+
 std::optional<std::vector<StoreCache::Extent>> StoreCacheImpl::Extents(const CachedPath& path,
                                                                        uint32_t node,
                                                                        uint64_t offset, size_t size,
                                                                        size_t max_extents) {
-  const PathMeta& m = *path.meta;
-  if (node >= m.node_count() || m.node(node).type != PathMeta::Type::kRegular)
-    throw Error("Extents: node " + std::to_string(node) + " of " + path.path.base_name() +
-                " is not a regular file");
+  const PathMeta& m = RegularFile(path, node, "Extents");
   if (opt_.verify_always) return std::nullopt;
   std::vector<Extent> out;
   uint64_t file_size = m.node(node).size;
@@ -1333,13 +1358,7 @@ std::optional<std::vector<StoreCache::Extent>> StoreCacheImpl::Extents(const Cac
     uint64_t in_chunk = offset + done - offs[i];
     size_t len = size_t(std::min<uint64_t>(c.size - in_chunk, n - done));
     bool verified;
-    auto oc = GetChunkFd(c.id, &verified);
-    if (!oc) {
-      int err = errno;
-      if (err == ENOENT) Corrupt(path, node, c, "is missing");
-      throw Error("cached file " + FilePath(path, node) + ": cannot open chunk " + ChunkPath(c.id) +
-                  ": " + Errno(err));
-    }
+    auto oc = OpenChunkOf(path, node, c, &verified);
     if (!verified) return std::nullopt;
     int fd = oc->fd.get();
     out.push_back(Extent{.hold = std::move(oc), .fd = fd, .offset = in_chunk, .size = len});
@@ -1350,10 +1369,7 @@ std::optional<std::vector<StoreCache::Extent>> StoreCacheImpl::Extents(const Cac
 
 size_t StoreCacheImpl::Read(const CachedPath& path, uint32_t node, uint64_t offset,
                             std::span<char> out) {
-  const PathMeta& m = *path.meta;
-  if (node >= m.node_count() || m.node(node).type != PathMeta::Type::kRegular)
-    throw Error("Read: node " + std::to_string(node) + " of " + path.path.base_name() +
-                " is not a regular file");
+  const PathMeta& m = RegularFile(path, node, "Read");
   uint64_t size = m.node(node).size;
   if (offset >= size || out.empty()) return 0;
   size_t n = size_t(std::min<uint64_t>(out.size(), size - offset));
@@ -1370,14 +1386,7 @@ size_t StoreCacheImpl::Read(const CachedPath& path, uint32_t node, uint64_t offs
     uint64_t in_chunk = offset + done - offs[i];
     size_t len = size_t(std::min<uint64_t>(c.size - in_chunk, n - done));
     bool verified;
-    auto oc = GetChunkFd(c.id, &verified);
-    if (!oc) {
-      int err = errno;
-      if (err == ENOENT) Corrupt(path, node, c, "is missing");
-      // Out of descriptors or memory: not the data's fault, keep the path.
-      throw Error("cached file " + FilePath(path, node) + ": cannot open chunk " + ChunkPath(c.id) +
-                  ": " + Errno(err));
-    }
+    auto oc = OpenChunkOf(path, node, c, &verified);
     if (!verified || opt_.verify_always) {
       const size_t want = size_t(c.size) + 1;  // one more: a longer file is detected
       if (vbuf_size < want) {
