@@ -71,8 +71,9 @@ Processes and places:
       on 127.0.0.1:port (port 0 = a free one), serving root_dir (GET/HEAD only).
       .url ("http://127.0.0.1:PORT" or "https://127.0.0.1:PORT"), .port, .ca_file (tls=True:
       a CA certificate that signed the server certificate for IP 127.0.0.1 and localhost),
-      .requests() -> list of request URIs in order (e.g. "/nix-cache-info", "/<hash>.narinfo",
-      "/nar/<...>.nar.zst"), .entries() -> list of dicts {method, uri, status, bytes, protocol,
+      .requests(at_least=0, timeout=5) -> list of request URIs in order (e.g. "/nix-cache-info",
+      "/<hash>.narinfo", "/nar/<...>.nar.zst"; nginx logs a request after answering it, so
+      at_least=N waits until N are logged), .entries() -> list of dicts {method, uri, status, bytes, protocol,
       range}, .clear_log(), .error_log() -> str, .stop().  extra_config goes into the http{}
       block, server_config into the server{} block (e.g. "limit_rate 1m;" or a location).
 
@@ -548,9 +549,16 @@ class Nginx:
                             "range": None if rng in ("", "-") else rng})
         return res
 
-    def requests(self):
-        """Request URIs (path + query) in the order nginx logged them."""
-        return [e["uri"] for e in self.entries()]
+    def requests(self, at_least=0, timeout=5):
+        """Request URIs (path + query) in the order nginx logged them. nginx logs a request
+        after answering it, so a client may see the answer first: with at_least=N, wait (up to
+        `timeout` s) until N requests are logged."""
+        deadline = time.monotonic() + timeout
+        while True:
+            uris = [e["uri"] for e in self.entries()]
+            if len(uris) >= at_least or time.monotonic() > deadline:
+                return uris
+            time.sleep(0.01)
 
     def clear_log(self):
         p = os.path.join(self.prefix, "access.log")
