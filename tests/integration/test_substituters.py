@@ -114,7 +114,8 @@ def test_closure_over_nginx_each_compression():
                 comp, cp.returncode, cp.stderr[-2000:]))
             for p in c["closure"]:
                 same_tree(p, os.path.join(out, os.path.basename(p)))
-            reqs = ng.requests()
+            # nginx logs a request after answering it: wait for all of them (info + 2 per path).
+            reqs = ng.requests(at_least=1 + 2 * len(c["closure"]))
             t.check(reqs.count("/nix-cache-info") == 1, "%s: nix-cache-info read once" % comp)
             nars = [r for r in reqs if r.startswith("/nar/")]
             t.check(len(nars) == len(c["closure"]), "%s: one NAR request per path" % comp)
@@ -169,15 +170,17 @@ def test_preferred_substituter_lacking_paths():
         for p in c["closure"]:
             same_tree(p, os.path.join(out, os.path.basename(p)))
         in_pref = set(t.closure_of(c["hello"]))
-        pref_nars = [r for r in pref.requests() if r.startswith("/nar/")]
-        full_nars = [r for r in full.requests() if r.startswith("/nar/")]
+        missing = [p for p in c["closure"] if p not in in_pref]
+        # Logged after answering: wait for a narinfo per path (+ NARs) and for the other NARs.
+        pref_reqs = pref.requests(at_least=len(c["closure"]) + len(in_pref))
+        pref_nars = [r for r in pref_reqs if r.startswith("/nar/")]
+        full_nars = [r for r in full.requests(at_least=2 * len(missing)) if r.startswith("/nar/")]
         t.check(len(pref_nars) == len(in_pref), "the preferred cache served its %d paths"
                 % len(in_pref))
         t.check(len(full_nars) == len(c["closure"]) - len(in_pref),
                 "the other cache served only the rest")
-        missing = [p for p in c["closure"] if p not in in_pref]
         for p in missing:
-            t.check("/%s.narinfo" % t.hash_part(p) in pref.requests(),
+            t.check("/%s.narinfo" % t.hash_part(p) in pref_reqs,
                     "the preferred cache was asked first for " + os.path.basename(p))
 
 
