@@ -128,6 +128,28 @@ void FsyncPath(const std::string& path) {
 
 uint64_t DiskBytes(const struct stat& st) { return uint64_t(st.st_blocks) * 512; }
 
+// Creates `path` exclusively (mode 0444) for writing; `origin` says what it is for.
+UniqueFd CreateNew(const std::string& path, const std::string& origin) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444));
+  if (fd.get() < 0) ThrowSys("creating " + path + " for " + origin);
+  return fd;
+}
+
+// Writes `data` into the new file `fd` (called `name` in errors) and returns its disk usage. On
+// failure removes `remove_on_error` (the file's name; empty for an unnamed file) and rethrows.
+uint64_t FillNewFile(int fd, std::string_view data, const std::string& name,
+                     const std::string& remove_on_error) {
+  try {
+    WriteAll(fd, data, name);
+    struct stat st;
+    if (::fstat(fd, &st) != 0) ThrowSys("stat " + name);
+    return DiskBytes(st);
+  } catch (...) {
+    if (!remove_on_error.empty()) ::unlink(remove_on_error.c_str());
+    throw;
+  }
+}
+
 std::vector<std::string> ListDir(const std::string& path) {
   std::vector<std::string> names;
   DIR* d = ::opendir(path.c_str());
@@ -249,7 +271,6 @@ class PathWriterImpl : public PathWriter {
   size_t start_ = 0;
   // Chunks this writer holds a reference on (each once); the path takes them over on Commit.
   std::unordered_set<ChunkId, ChunkIdHash> held_;
-  std::vector<ChunkId> written_;  // chunk files this writer created (to sync before commit)
 };
 
 class StoreCacheImpl : public StoreCache {
@@ -865,20 +886,9 @@ void StoreCacheImpl::AcquireChunk(PathWriterImpl& w, const ChunkId& id, std::str
     if (use_tmpfile_ && errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
       ThrowSys("creating a chunk file in " + ChunkDir(id) + " for " + w.Origin());
     tmp = TmpName(id.ToHex());
-    fd = UniqueFd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444));
-    if (fd.get() < 0) ThrowSys("creating " + tmp + " for " + w.Origin());
+    fd = CreateNew(tmp, w.Origin());
   }
-  const std::string& name = tmp.empty() ? final_path : tmp;
-  uint64_t disk;
-  try {
-    WriteAll(fd.get(), data, name);
-    struct stat st;
-    if (::fstat(fd.get(), &st) != 0) ThrowSys("stat " + name);
-    disk = DiskBytes(st);
-  } catch (...) {
-    if (!tmp.empty()) ::unlink(tmp.c_str());
-    throw;
-  }
+  const uint64_t disk = FillNewFile(fd.get(), data, tmp.empty() ? final_path : tmp, tmp);
   std::lock_guard lock(mu_);
   if (tmp.empty()) {
     std::string self = "/proc/self/fd/" + std::to_string(fd.get());
@@ -897,7 +907,6 @@ void StoreCacheImpl::AcquireChunk(PathWriterImpl& w, const ChunkId& id, std::str
     e.disk = disk;
     chunk_disk_ += disk;
   }
-  w.written_.push_back(id);
   // This process just hashed these bytes and wrote them: the first read need not re-hash them
   // (verification guards against damage from earlier runs: crashes, bit rot, tampering).
   MarkVerified(id);
@@ -954,20 +963,7 @@ std::shared_ptr<CachedPath> StoreCacheImpl::CommitPath(PathWriterImpl& w) {
   }
   std::string data = EncodePathFile(id, w.info_, *meta);
   std::string tmp = TmpName(hash + ".meta");
-  uint64_t disk;
-  {
-    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444));
-    if (fd.get() < 0) ThrowSys("creating " + tmp + " for " + w.Origin());
-    try {
-      WriteAll(fd.get(), data, tmp);
-    } catch (...) {
-      ::unlink(tmp.c_str());
-      throw;
-    }
-    struct stat st;
-    if (::fstat(fd.get(), &st) != 0) ThrowSys("stat " + tmp);
-    disk = DiskBytes(st);
-  }
+  const uint64_t disk = FillNewFile(CreateNew(tmp, w.Origin()).get(), data, tmp, tmp);
   auto cp = std::make_shared<CachedPath>(id, w.info_.store_path, w.info_, meta);
   {
     std::lock_guard lock(mu_);
