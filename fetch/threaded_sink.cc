@@ -146,12 +146,7 @@ void ThreadedSink::Run() {
       }
     }
     space_cv_.notify_all();
-    if (error) {
-      // Nothing more reaches the inner sink; wait to be destroyed.
-      std::unique_lock lock(mu_);
-      work_cv_.wait(lock, [&] { return stop_; });
-      return;
-    }
+    if (error) return;  // nothing more reaches the inner sink; the destructor joins
   }
 }
 

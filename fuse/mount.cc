@@ -82,10 +82,6 @@ ssize_t SessionWritev(int fd, iovec* iov, int count, void*) {
   return ::writev(fd, iov, count);
 }
 
-}  // namespace
-
-namespace {
-
 // Signal used to wake the session loop's main thread after fuse_session_exit().
 constexpr int kWakeSignal = SIGUSR1;
 
