@@ -110,6 +110,9 @@ TEST_F(StoreCacheTest, PersistsAcrossRestart) {
 // leaves no stray metadata, and closing the cache finishes the work.
 TEST_F(StoreCacheTest, DeferredDurability) {
   opt_.sync = true;
+  // The worker waits this long after a commit; WaitDurable and closing do not wait for it (if
+  // they did, this test would take minutes and hit ctest's timeout).
+  opt_.durable_delay_s = 600;
   const std::string paths = opt_.dir + "/paths/";
   auto meta_files = [&] { return test::CountFiles(opt_.dir + "/paths"); };
   Tree t1 = SimpleTree(rng_, 300000), t2 = SimpleTree(rng_, 1000), t3 = SimpleTree(rng_, 2000);
@@ -117,6 +120,7 @@ TEST_F(StoreCacheTest, DeferredDurability) {
   {
     auto cache = Open();
     EXPECT_EQ(test::Diff(*cache, *Add(*cache, i1, t1), t1), "");  // served before durable
+    EXPECT_EQ(meta_files(), 0u) << "the metadata waits in tmp/ during the delay";
     cache->WaitDurable();
     EXPECT_TRUE(fs::exists(paths + std::string(i1.store_path.hash_part())));
     EXPECT_TRUE(fs::is_empty(opt_.dir + "/tmp"));
