@@ -13,10 +13,13 @@ namespace nls {
 namespace {
 
 constexpr char kMagic[8] = {'N', 'L', 'S', 'M', 'E', 'T', 'A', '1'};
-constexpr uint32_t kVersion = 1;
+// Version 2 added the chunk records' offset (small files packed into shared chunks); version 1
+// files (20-byte chunk records, offset 0) still load.
+constexpr uint32_t kVersion = 2;
 constexpr size_t kHeaderSize = 8 + 4 + 4 + 8 + 8;
 constexpr size_t kNodeSize = 40;
-constexpr size_t kChunkSize = 20;
+constexpr size_t kChunkSize = 24;
+constexpr size_t kChunkSizeV1 = 20;
 
 void Put32(std::string& out, uint32_t v) {
   char b[4];
@@ -166,6 +169,7 @@ std::string PathMeta::Serialize() const {
   for (const ChunkRef& c : chunks_) {
     out.append(reinterpret_cast<const char*>(c.id.bytes.data()), 16);
     Put32(out, c.size);
+    Put32(out, c.offset);
   }
   out.append(strings_);
   Put64(out, XXH3_64bits(out.data(), out.size()));
@@ -176,16 +180,17 @@ std::shared_ptr<const PathMeta> PathMeta::Load(std::string_view bytes) {
   if (bytes.size() < kHeaderSize + 8) Bad("truncated (" + std::to_string(bytes.size()) + " bytes)");
   if (std::memcmp(bytes.data(), kMagic, 8) != 0) Bad("bad magic");
   uint32_t version = Get32(bytes.data() + 8);
-  if (version != kVersion) Bad("unsupported version " + std::to_string(version));
+  if (version != kVersion && version != 1) Bad("unsupported version " + std::to_string(version));
+  const size_t chunk_record = version == 1 ? kChunkSizeV1 : kChunkSize;
   uint64_t stored = Get64(bytes.data() + bytes.size() - 8);
   if (XXH3_64bits(bytes.data(), bytes.size() - 8) != stored) Bad("checksum mismatch");
   uint64_t node_count = Get32(bytes.data() + 12);
   uint64_t chunk_count = Get64(bytes.data() + 16);
   uint64_t strings_size = Get64(bytes.data() + 24);
   uint64_t body = bytes.size() - kHeaderSize - 8;
-  if (node_count == 0 || node_count > body / kNodeSize || chunk_count > body / kChunkSize ||
+  if (node_count == 0 || node_count > body / kNodeSize || chunk_count > body / chunk_record ||
       strings_size > body ||
-      node_count * kNodeSize + chunk_count * kChunkSize + strings_size != body) {
+      node_count * kNodeSize + chunk_count * chunk_record + strings_size != body) {
     Bad("inconsistent sizes");
   }
   auto meta = std::make_shared<PathMeta>();
@@ -208,7 +213,9 @@ std::shared_ptr<const PathMeta> PathMeta::Load(std::string_view bytes) {
   for (ChunkRef& c : meta->chunks_) {
     std::memcpy(c.id.bytes.data(), p, 16);
     c.size = Get32(p + 16);
-    p += kChunkSize;
+    c.offset = chunk_record == kChunkSize ? Get32(p + 20) : 0;
+    if (uint64_t(c.offset) + c.size > UINT32_MAX) Bad("chunk range out of range");
+    p += chunk_record;
   }
   meta->strings_.assign(p, strings_size);
 

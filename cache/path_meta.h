@@ -38,9 +38,13 @@ struct ChunkIdHash {
   }
 };
 
+// Where a piece of a file's contents is: `size` bytes at `offset` in chunk `id`. A large file's
+// chunks hold only its bytes (offset 0, size = the chunk's size); the small files of a store
+// path are packed into shared chunks, each at its own offset (see docs/cache.md).
 struct ChunkRef {
   ChunkId id;
-  uint32_t size = 0;  // bytes of file content in this chunk
+  uint32_t size = 0;    // bytes of file content in this chunk
+  uint32_t offset = 0;  // where they start in the chunk
 };
 
 class PathMeta {
@@ -78,9 +82,10 @@ class PathMeta {
   // All chunk references of all files, in node order (duplicates included).
   std::span<const ChunkRef> all_chunks() const { return chunks_; }
 
-  // Format (little endian): "NLSMETA1" magic, u32 version, u32 node count, u64 chunk count,
-  // u64 string table size, node records (40 bytes each), chunk records (16-byte id + u32 size),
-  // the string table, then the XXH3-64 of everything before it. See docs/cache.md.
+  // Format (little endian): "NLSMETA1" magic, u32 version (2), u32 node count, u64 chunk count,
+  // u64 string table size, node records (40 bytes each), chunk records (16-byte id + u32 size +
+  // u32 offset), the string table, then the XXH3-64 of everything before it. Load also reads
+  // version 1 (chunk records without the offset). See docs/cache.md.
   std::string Serialize() const;
   // Throws FormatError (bad magic, version, checksum, or inconsistent indices). Every index is
   // checked, so a loaded PathMeta's accessors never go out of bounds.

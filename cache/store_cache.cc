@@ -235,17 +235,7 @@ class PathWriterImpl : public PathWriter {
   ~PathWriterImpl() override;
 
   void CreateDirectory(std::string_view path) override { builder_.AddDirectory(path); }
-  void BeginRegular(std::string_view path, bool executable, uint64_t size, uint64_t) override {
-    if (in_file_) throw FormatError(Origin() + ": BeginRegular inside a file");
-    in_file_ = true;
-    file_path_ = std::string(path);
-    file_exec_ = executable;
-    file_size_ = size;
-    file_got_ = 0;
-    file_chunks_.clear();
-    buffer_.clear();
-    start_ = 0;
-  }
+  void BeginRegular(std::string_view path, bool executable, uint64_t size, uint64_t) override;
   void RegularData(std::string_view data) override;
   void EndRegular() override;
   void CreateSymlink(std::string_view path, std::string_view target) override {
@@ -257,6 +247,8 @@ class PathWriterImpl : public PathWriter {
   friend class StoreCacheImpl;
   std::string Origin() const { return "store path " + info_.store_path.base_name(); }
   void EmitChunks(bool final);
+  // Writes the pack (the small files collected so far) as one chunk and adds those files.
+  void FlushPack();
 
   StoreCacheImpl& cache_;
   NarInfo info_;
@@ -269,6 +261,17 @@ class PathWriterImpl : public PathWriter {
   std::vector<ChunkRef> file_chunks_;
   std::string buffer_;  // file bytes not cut into chunks yet: buffer_[start_, size())
   size_t start_ = 0;
+  // Small files (1 to chunking.min bytes) are packed, in NAR order, into chunks of up to
+  // chunking.max bytes: one chunk file for many small files instead of one each. They are added
+  // to the metadata when their pack is written (its id is the hash of the whole pack).
+  struct PackedFile {
+    std::string path;
+    bool executable;
+    uint32_t size, offset;
+  };
+  bool file_packed_ = false;
+  std::string pack_;
+  std::vector<PackedFile> pack_files_;
   // Chunks this writer holds a reference on (each once); the path takes them over on Commit.
   std::unordered_set<ChunkId, ChunkIdHash> held_;
 };
@@ -613,8 +616,8 @@ void StoreCacheImpl::Recover(bool fsck) {
         missing = "chunk " + c.id.ToHex() + " is missing";
         break;
       }
-      if (it->second.size != c.size) {
-        missing = "chunk " + c.id.ToHex() + " has the wrong size";
+      if (uint64_t(c.offset) + c.size > it->second.size) {
+        missing = "chunk " + c.id.ToHex() + " is too short";
         break;
       }
       distinct.insert(c.id);
@@ -777,13 +780,29 @@ CacheStats StoreCacheImpl::Stats() {
 // Writing.
 
 PathWriterImpl::PathWriterImpl(StoreCacheImpl& cache, const NarInfo& info)
-    : cache_(cache), info_(info) {
-  // Reserved once (growing it piece by piece cost a page fault per fresh page, for every path).
-  // Cutting needs `max` bytes of look-ahead, so just under `max` bytes stay after each cut; with
-  // room for three times that, they are moved to the front once per ~2 MiB of data instead of
-  // after every chunk (which moved each byte about 3.5 times).
-  if (info.nar_size > cache.opt_.chunking.min) {
-    buffer_.reserve(std::min<uint64_t>(info.nar_size, 3 * uint64_t(cache.opt_.chunking.max)) +
+    : cache_(cache), info_(info) {}
+
+void PathWriterImpl::BeginRegular(std::string_view path, bool executable, uint64_t size, uint64_t) {
+  if (in_file_) throw FormatError(Origin() + ": BeginRegular inside a file");
+  in_file_ = true;
+  file_path_ = std::string(path);
+  file_exec_ = executable;
+  file_size_ = size;
+  file_got_ = 0;
+  file_chunks_.clear();
+  buffer_.clear();
+  start_ = 0;
+  const ChunkerParams& p = cache_.opt_.chunking;
+  file_packed_ = size > 0 && size <= p.min && p.min <= p.max;
+  if (file_packed_) {
+    if (pack_.size() + size > p.max) FlushPack();
+    if (pack_.capacity() < p.max) pack_.reserve(p.max);
+  } else if (size > p.min && buffer_.capacity() < std::min<uint64_t>(size, 3 * uint64_t(p.max))) {
+    // Reserved once per writer, at its first large file (growing it piece by piece cost a page
+    // fault per fresh page). Cutting needs `max` bytes of look-ahead, so just under `max` bytes
+    // stay after each cut; with room for three times that, they are moved to the front once per
+    // ~2 MiB of data instead of after every chunk (which moved each byte about 3.5 times).
+    buffer_.reserve(std::min<uint64_t>(info_.nar_size, 3 * uint64_t(p.max)) +
                     NarParser::kMaxDataPiece);
   }
 }
@@ -793,6 +812,10 @@ void PathWriterImpl::RegularData(std::string_view data) {
   file_got_ += data.size();
   if (file_got_ > file_size_)
     throw FormatError(Origin() + ": more data than announced for '" + file_path_ + "'");
+  if (file_packed_) {
+    pack_.append(data);
+    return;
+  }
   if (start_ > 0 && buffer_.size() + data.size() > buffer_.capacity()) {
     buffer_.erase(0, start_);
     start_ = 0;
@@ -828,15 +851,34 @@ void PathWriterImpl::EndRegular() {
   if (file_got_ != file_size_)
     throw FormatError(Origin() + ": file '" + file_path_ + "' has " + std::to_string(file_got_) +
                       " bytes, announced " + std::to_string(file_size_));
-  EmitChunks(true);
   in_file_ = false;
+  if (file_packed_) {
+    pack_files_.push_back(PackedFile{std::move(file_path_), file_exec_, uint32_t(file_size_),
+                                     uint32_t(pack_.size() - file_size_)});
+    return;
+  }
+  EmitChunks(true);
   builder_.AddRegular(file_path_, file_exec_, file_size_, std::move(file_chunks_));
   file_chunks_.clear();
+}
+
+void PathWriterImpl::FlushPack() {
+  if (pack_files_.empty()) return;
+  ChunkId id = ChunkId::Of(pack_);
+  if (!held_.count(id)) {
+    cache_.AcquireChunk(*this, id, pack_);
+    held_.insert(id);
+  }
+  for (PackedFile& f : pack_files_)
+    builder_.AddRegular(f.path, f.executable, f.size, {ChunkRef{id, f.size, f.offset}});
+  pack_files_.clear();
+  pack_.clear();
 }
 
 std::shared_ptr<CachedPath> PathWriterImpl::Commit() {
   if (committed_) throw Error(Origin() + ": Commit called twice");
   if (in_file_) throw FormatError(Origin() + ": Commit inside a file");
+  FlushPack();
   auto cp = cache_.CommitPath(*this);
   committed_ = true;
   return cp;
@@ -1357,7 +1399,8 @@ std::optional<std::vector<StoreCache::Extent>> StoreCacheImpl::Extents(const Cac
     auto oc = OpenChunkOf(path, node, c, &verified);
     if (!verified) return std::nullopt;
     int fd = oc->fd.get();
-    out.push_back(Extent{.hold = std::move(oc), .fd = fd, .offset = in_chunk, .size = len});
+    out.push_back(
+        Extent{.hold = std::move(oc), .fd = fd, .offset = c.offset + in_chunk, .size = len});
     done += len;
   }
   return out;
@@ -1374,7 +1417,7 @@ size_t StoreCacheImpl::Read(const CachedPath& path, uint32_t node, uint64_t offs
   size_t i = m.ChunkAt(node, offset);
   size_t done = 0;
   // Whole-chunk buffer for verification, reused by this thread (chunks are at most
-  // chunking.max bytes; no allocation or zero-filling per read).
+  // chunking.max bytes, packs of small files too; no allocation or zero-filling per read).
   thread_local std::unique_ptr<char[]> vbuf;
   thread_local size_t vbuf_size = 0;
   while (done < n) {
@@ -1384,7 +1427,18 @@ size_t StoreCacheImpl::Read(const CachedPath& path, uint32_t node, uint64_t offs
     bool verified;
     auto oc = OpenChunkOf(path, node, c, &verified);
     if (!verified || opt_.verify_always) {
-      const size_t want = size_t(c.size) + 1;  // one more: a longer file is detected
+      // The whole chunk is hashed (a pack of small files too: its id covers all of it).
+      struct stat st;
+      if (::fstat(oc->fd.get(), &st) != 0)
+        Corrupt(path, node, c, "cannot be read (" + Errno(errno) + ")");
+      const uint64_t need = uint64_t(c.offset) + c.size;
+      // No chunk is written larger than chunking.max (nor than the bytes referenced in it).
+      const uint64_t limit = std::max<uint64_t>(need, opt_.chunking.max);
+      if (uint64_t(st.st_size) < need || uint64_t(st.st_size) > limit)
+        Corrupt(path, node, c,
+                "has " + std::to_string(st.st_size) + " bytes, expected " + std::to_string(need) +
+                    " to " + std::to_string(limit));
+      const size_t want = size_t(st.st_size) + 1;  // one more: a file that grew is detected
       if (vbuf_size < want) {
         vbuf = std::make_unique<char[]>(want);
         vbuf_size = want;
@@ -1398,18 +1452,16 @@ size_t StoreCacheImpl::Read(const CachedPath& path, uint32_t node, uint64_t offs
         if (r == 0) break;
         got += size_t(r);
       }
-      if (got != c.size)
-        Corrupt(path, node, c,
-                "has " + std::to_string(got) + " bytes instead of " + std::to_string(c.size));
-      if (ChunkId::Of(std::string_view(buf, c.size)) != c.id)
+      if (got < need) Corrupt(path, node, c, "is shorter than recorded");
+      if (ChunkId::Of(std::string_view(buf, got)) != c.id)
         Corrupt(path, node, c, "does not match its XXH3-128 hash");
       MarkVerified(c.id);
-      std::memcpy(out.data() + done, buf + in_chunk, len);
+      std::memcpy(out.data() + done, buf + c.offset + in_chunk, len);
     } else {
       size_t got = 0;
+      const uint64_t at = c.offset + in_chunk;
       while (got < len) {
-        ssize_t r =
-            ::pread(oc->fd.get(), out.data() + done + got, len - got, off_t(in_chunk + got));
+        ssize_t r = ::pread(oc->fd.get(), out.data() + done + got, len - got, off_t(at + got));
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) Corrupt(path, node, c, "cannot be read (" + Errno(errno) + ")");
         if (r == 0) Corrupt(path, node, c, "is shorter than recorded");

@@ -1,6 +1,7 @@
 #include "cache/path_meta.h"
 
 #include <gtest/gtest.h>
+#include <xxhash.h>
 
 #include <chrono>
 #include <random>
@@ -69,6 +70,39 @@ TEST(PathMetaTest, SerializeRoundTrip) {
   EXPECT_EQ(l->Serialize(), bytes);
   EXPECT_EQ(l->node_count(), m->node_count());
   EXPECT_EQ(l->symlink_target(*l->Lookup(*l->Lookup(0, "bin"), "hi")), "hello");
+}
+
+// Packed small files: the chunk records' offsets survive the round trip; version 1 files (no
+// offset field) still load, with offset 0.
+TEST(PathMetaTest, ChunkOffsetsAndVersion1) {
+  PathMetaBuilder b;
+  b.AddDirectory("");
+  ChunkId pack = ChunkId::Of("aaabbbbb");
+  b.AddRegular("a", false, 3, {ChunkRef{pack, 3, 0}});
+  b.AddRegular("b", true, 5, {ChunkRef{pack, 5, 3}});
+  auto m = PathMeta::Load(b.Build()->Serialize());
+  auto a = m->Lookup(0, "a"), bb = m->Lookup(0, "b");
+  ASSERT_TRUE(a && bb);
+  EXPECT_EQ(m->chunks(*a)[0].offset, 0u);
+  EXPECT_EQ(m->chunks(*bb)[0].offset, 3u);
+  EXPECT_EQ(m->chunks(*bb)[0].id, pack);
+  EXPECT_EQ(m->chunk_offsets(*bb)[0], 0u);  // offsets within the file are unaffected
+
+  // Version 1 of Sample(): header, nodes, 20-byte chunk records, strings, XXH3-64.
+  auto v2 = Sample()->Serialize();
+  const size_t header = 32, nodes = Sample()->node_count() * 40;
+  const size_t chunks = Sample()->all_chunks().size();
+  std::string v1 = v2.substr(0, header + nodes);
+  v1[8] = 1;  // version
+  for (size_t i = 0; i < chunks; ++i) v1 += v2.substr(header + nodes + i * 24, 20);
+  v1 += v2.substr(header + nodes + chunks * 24, v2.size() - 8 - (header + nodes + chunks * 24));
+  uint64_t sum = XXH3_64bits(v1.data(), v1.size());
+  for (int i = 0; i < 8; ++i) v1.push_back(char(sum >> (8 * i)));
+  auto old = PathMeta::Load(v1);
+  EXPECT_EQ(old->Serialize(), v2);
+  std::string v3 = v2;
+  v3[8] = 3;
+  EXPECT_THROW(PathMeta::Load(v3), FormatError);
 }
 
 TEST(PathMetaTest, SingleFileAndSymlinkRoots) {

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "fetch/error.h"
@@ -178,6 +179,96 @@ TEST_F(StoreCacheTest, DedupWithinAndAmongPaths) {
   cache->Evict(0);
   EXPECT_EQ(cache->List().size(), 0u);
   EXPECT_EQ(ChunkFiles(), 0u);
+}
+
+// Files of 1 to chunking.min bytes are packed, in NAR order, into chunks of at most
+// chunking.max bytes: one chunk file for many small files. Reads, extents, verification after a
+// restart and damage detection work per pack; identical paths give identical packs.
+TEST_F(StoreCacheTest, SmallFilesArePackedIntoSharedChunks) {
+  Tree t;
+  t[""] = Item{PathMeta::Type::kDirectory, false, ""};
+  t["d"] = Item{PathMeta::Type::kDirectory, false, ""};
+  uint64_t small_bytes = 0;
+  for (int i = 0; i < 300; ++i) {
+    std::string data = test::RandomBytes(rng_, 1 + rng_() % opt_.chunking.min);
+    small_bytes += data.size();
+    t["d/f" + std::to_string(i)] = Item{PathMeta::Type::kRegular, i % 7 == 0, data};
+  }
+  t["d/empty"] = Item{PathMeta::Type::kRegular, false, ""};
+  t["exact"] = Item{PathMeta::Type::kRegular, false, test::RandomBytes(rng_, opt_.chunking.min)};
+  t["large"] = Item{PathMeta::Type::kRegular, false, test::RandomBytes(rng_, 50000)};
+  small_bytes += opt_.chunking.min;
+  NarInfo info = test::MakeInfo(Base(1));
+  std::set<ChunkId> packs;
+  std::string some_small;  // a packed file not at offset 0
+  {
+    auto cache = Open();
+    auto cp = Add(*cache, info, t);
+    const PathMeta& m = *cp->meta;
+    for (const auto& [rel, item] : t) {
+      auto n = test::NodeOf(m, rel);
+      ASSERT_TRUE(n) << rel;
+      if (item.type != PathMeta::Type::kRegular || item.data.empty() || rel == "large") continue;
+      ASSERT_EQ(m.chunks(*n).size(), 1u) << rel;
+      const ChunkRef& c = m.chunks(*n)[0];
+      EXPECT_LE(c.offset + c.size, opt_.chunking.max) << rel;
+      packs.insert(c.id);
+      if (c.offset > 0 && some_small.empty()) some_small = rel;
+      // Extents point into the pack at the file's offset.
+      auto ext = cache->Extents(*cp, *n, 0, item.data.size(), 4);
+      ASSERT_TRUE(ext.has_value());
+      ASSERT_EQ(ext->size(), 1u);
+      EXPECT_EQ((*ext)[0].offset, c.offset);
+      std::string piece(c.size, '\0');
+      ASSERT_EQ(::pread((*ext)[0].fd, piece.data(), c.size, off_t(c.offset)), ssize_t(c.size));
+      EXPECT_EQ(piece, item.data) << rel;
+    }
+    ASSERT_FALSE(some_small.empty());
+    // Full packs: no more chunk files than needed (each pack is more than half full, except
+    // possibly the last), far fewer than files.
+    const uint64_t max = opt_.chunking.max;
+    EXPECT_GE(packs.size(), (small_bytes + max - 1) / max);
+    EXPECT_LE(packs.size(), 2 * small_bytes / max + 1);
+    const size_t large_chunks = m.chunks(*test::NodeOf(m, "large")).size();
+    EXPECT_EQ(ChunkFiles(), packs.size() + large_chunks);
+    EXPECT_EQ(test::Diff(*cache, *cp, t), "");
+    // The same path again (another name, same files): the same packs, nothing new on disk.
+    Add(*cache, test::MakeInfo(Base(2)), t);
+    EXPECT_EQ(ChunkFiles(), packs.size() + large_chunks);
+  }
+  {
+    auto cache = Open();  // a new process: every pack is verified by its first read
+    auto cp = cache->Find(info.store_path.hash_part());
+    ASSERT_NE(cp, nullptr);
+    EXPECT_EQ(test::Diff(*cache, *cp, t), "");
+  }
+  // Damage one small file's bytes in its pack: reading another file of the same pack (first
+  // read in this process) detects it and drops the path.
+  auto cache = Open();
+  auto cp = cache->Find(info.store_path.hash_part());
+  const PathMeta& m = *cp->meta;
+  const ChunkRef victim = m.chunks(*test::NodeOf(m, some_small))[0];
+  std::string other;
+  for (const auto& [rel, item] : t) {
+    auto n = test::NodeOf(m, rel);
+    if (rel != some_small && item.type == PathMeta::Type::kRegular && !item.data.empty() &&
+        m.chunks(*n)[0].id == victim.id)
+      other = rel;
+  }
+  ASSERT_FALSE(other.empty());
+  std::string file =
+      opt_.dir + "/chunks/" + victim.id.ToHex().substr(0, 2) + "/" + victim.id.ToHex();
+  fs::permissions(file, fs::perms::owner_write, fs::perm_options::add);
+  {
+    std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(victim.offset);
+    f.put(char(~t[some_small].data[0]));
+  }
+  EXPECT_THROW(test::ReadAll(*cache, *cp, *test::NodeOf(m, other)), IntegrityError);
+  EXPECT_EQ(cache->Find(info.store_path.hash_part()), nullptr);
+  bool logged = false;
+  for (const auto& l : log_) logged |= l.find(victim.id.ToHex()) != std::string::npos;
+  EXPECT_TRUE(logged);
 }
 
 TEST_F(StoreCacheTest, SharedChunksSurviveEvictionOfOnePath) {
