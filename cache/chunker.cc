@@ -1,5 +1,6 @@
 #include "cache/chunker.h"
 
+#include <algorithm>
 #include <array>
 #include <bit>
 
@@ -68,6 +69,62 @@ size_t FindCut(const ChunkerParams& p, const uint8_t* data, size_t n) {
     if (!(h & mask_l)) return i + 1;
   }
   return limit;
+}
+
+CutFinder::CutFinder(const ChunkerParams& params) : p_(params) {
+  if (p_.content_defined) {
+    int bits = std::countr_zero(p_.avg);
+    mask_s_ = SpreadMask(bits + 2);
+    mask_l_ = SpreadMask(bits - 2);
+  }
+}
+
+void CutFinder::Reset() {
+  pos_ = 0;
+  h_ = 0;
+  ended_ = false;
+}
+
+size_t CutFinder::Consume(const uint8_t* data, size_t n) {
+  if (ended_) Reset();
+  if (!p_.content_defined) {
+    size_t take = size_t(std::min<uint64_t>(n, p_.avg - pos_));
+    pos_ += take;
+    ended_ = pos_ == p_.avg;
+    return take;
+  }
+  size_t i = 0;
+  if (pos_ < p_.min) {  // no cut before `min`: the hash starts there
+    i = size_t(std::min<uint64_t>(n, p_.min - pos_));
+    pos_ += i;
+  }
+  uint64_t h = h_;
+  // The same two loops as FindCut: the stricter mask before `avg`, the looser one up to `max`.
+  const size_t to_avg = pos_ < p_.avg ? size_t(std::min<uint64_t>(n - i, p_.avg - pos_)) : 0;
+  for (const size_t end = i + to_avg; i < end; ++i) {
+    h = (h << 1) + kGear[data[i]];
+    if (!(h & mask_s_)) {
+      pos_ += i + 1 - (end - to_avg);
+      h_ = h;
+      ended_ = true;
+      return i + 1;
+    }
+  }
+  pos_ += to_avg;
+  const size_t to_max = pos_ < p_.max ? size_t(std::min<uint64_t>(n - i, p_.max - pos_)) : 0;
+  for (const size_t end = i + to_max; i < end; ++i) {
+    h = (h << 1) + kGear[data[i]];
+    if (!(h & mask_l_)) {
+      pos_ += i + 1 - (end - to_max);
+      h_ = h;
+      ended_ = true;
+      return i + 1;
+    }
+  }
+  pos_ += to_max;
+  h_ = h;
+  ended_ = pos_ == p_.max;
+  return i;
 }
 
 }  // namespace nls

@@ -33,4 +33,26 @@ struct ChunkerParams {
 // these are the last bytes of the file (then it may return n).
 size_t FindCut(const ChunkerParams& params, const uint8_t* data, size_t n);
 
+// FindCut over bytes that arrive in pieces: finds exactly the cuts FindCut finds on the whole
+// file, without holding any of the bytes (the writer streams each chunk to disk as it goes).
+class CutFinder {
+ public:
+  explicit CutFinder(const ChunkerParams& params);
+  // Starts a new file (and so a new chunk).
+  void Reset();
+  // Takes bytes of the current chunk from data[0, n): returns how many, n unless the chunk ends
+  // before; then chunk_ended() is true and the next call starts the next chunk. At the end of
+  // the file, whatever the current chunk holds is its last chunk.
+  size_t Consume(const uint8_t* data, size_t n);
+  bool chunk_ended() const { return ended_; }
+  uint64_t chunk_bytes() const { return pos_; }  // taken into the current (or just ended) chunk
+
+ private:
+  ChunkerParams p_;
+  uint64_t mask_s_ = 0, mask_l_ = 0;
+  uint64_t pos_ = 0;  // bytes of the current chunk so far
+  uint64_t h_ = 0;    // the gear hash, from byte `min` of the chunk on
+  bool ended_ = false;
+};
+
 }  // namespace nls

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <deque>
+#include <new>
 
 #include "fetch/error.h"
 
@@ -76,6 +77,31 @@ ChunkId ChunkId::Of(std::string_view data) {
   XXH128_hash_t h = XXH3_128bits(data.data(), data.size());
   XXH128_canonical_t c;
   XXH128_canonicalFromHash(&c, h);
+  ChunkId id;
+  std::memcpy(id.bytes.data(), c.digest, 16);
+  return id;
+}
+
+struct ChunkIdHasher::State {
+  XXH3_state_t* xxh = XXH3_createState();
+  ~State() { XXH3_freeState(xxh); }
+};
+
+ChunkIdHasher::ChunkIdHasher() : state_(std::make_unique<State>()) {
+  if (!state_->xxh) throw std::bad_alloc();
+  Reset();
+}
+ChunkIdHasher::~ChunkIdHasher() = default;
+
+void ChunkIdHasher::Reset() { XXH3_128bits_reset(state_->xxh); }
+
+void ChunkIdHasher::Update(std::string_view data) {
+  XXH3_128bits_update(state_->xxh, data.data(), data.size());
+}
+
+ChunkId ChunkIdHasher::Finish() const {
+  XXH128_canonical_t c;
+  XXH128_canonicalFromHash(&c, XXH3_128bits_digest(state_->xxh));
   ChunkId id;
   std::memcpy(id.bytes.data(), c.digest, 16);
   return id;

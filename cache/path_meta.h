@@ -28,6 +28,22 @@ struct ChunkId {
   auto operator<=>(const ChunkId&) const = default;
 };
 
+// ChunkId::Of over bytes given in pieces (streaming XXH3-128).
+class ChunkIdHasher {
+ public:
+  ChunkIdHasher();
+  ~ChunkIdHasher();
+  ChunkIdHasher(const ChunkIdHasher&) = delete;
+  ChunkIdHasher& operator=(const ChunkIdHasher&) = delete;
+  void Reset();  // forget everything given so far
+  void Update(std::string_view data);
+  ChunkId Finish() const;  // of everything since construction or Reset(): ChunkId::Of(it)
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
 // For unordered containers: the id is already a good hash.
 struct ChunkIdHash {
   size_t operator()(const ChunkId& id) const {

@@ -229,6 +229,37 @@ void SetCacheLogger(std::function<void(std::string_view)> logger) {
 
 class StoreCacheImpl;
 
+// A chunk being written as its bytes arrive: an unnamed file (O_TMPFILE in DIR/chunks; a named
+// one in DIR/tmp where O_TMPFILE is missing) and the running XXH3-128 of its bytes, which names
+// it once complete (StoreCacheImpl::AdoptChunk). Small writes are gathered first.
+class ChunkFile {
+ public:
+  ChunkFile() = default;
+  ~ChunkFile() { Discard(); }
+  ChunkFile(const ChunkFile&) = delete;
+  ChunkFile& operator=(const ChunkFile&) = delete;
+
+  bool is_open() const { return fd_.get() >= 0; }
+  uint64_t size() const { return size_; }
+  // Closes the file and removes the named temporary, if any (an unnamed one just vanishes).
+  void Discard() {
+    fd_.reset();
+    if (!tmp_.empty()) ::unlink(tmp_.c_str());
+    tmp_.clear();
+    pending_.clear();
+    size_ = 0;
+  }
+
+ private:
+  friend class StoreCacheImpl;
+  static constexpr size_t kGather = 64 * 1024;  // writes smaller than this are gathered
+  UniqueFd fd_;
+  std::string tmp_;  // the named temporary (no O_TMPFILE), else empty
+  ChunkIdHasher hash_;
+  uint64_t size_ = 0;
+  std::string pending_;  // gathered bytes not written yet
+};
+
 class PathWriterImpl : public PathWriter {
  public:
   PathWriterImpl(StoreCacheImpl& cache, const NarInfo& info);
@@ -246,8 +277,9 @@ class PathWriterImpl : public PathWriter {
  private:
   friend class StoreCacheImpl;
   std::string Origin() const { return "store path " + info_.store_path.base_name(); }
-  void EmitChunks(bool final);
-  // Writes the pack (the small files collected so far) as one chunk and adds those files.
+  // Completes the chunk being written (the cutter ended it, or the file ended).
+  void EndChunk();
+  // Completes the pack (the small files collected so far) as one chunk and adds those files.
   void FlushPack();
 
   StoreCacheImpl& cache_;
@@ -259,18 +291,20 @@ class PathWriterImpl : public PathWriter {
   bool file_exec_ = false;
   uint64_t file_size_ = 0, file_got_ = 0;
   std::vector<ChunkRef> file_chunks_;
-  std::string buffer_;  // file bytes not cut into chunks yet: buffer_[start_, size())
-  size_t start_ = 0;
+  // A large file's bytes go straight into chunk files, cut where CutFinder says: nothing of
+  // them is held in memory.
+  CutFinder cutter_;
+  ChunkFile chunk_;
   // Small files (1 to chunking.min bytes) are packed, in NAR order, into chunks of up to
   // chunking.max bytes: one chunk file for many small files instead of one each. They are added
-  // to the metadata when their pack is written (its id is the hash of the whole pack).
+  // to the metadata when their pack is complete (its id is the hash of the whole pack).
   struct PackedFile {
     std::string path;
     bool executable;
     uint32_t size, offset;
   };
   bool file_packed_ = false;
-  std::string pack_;
+  ChunkFile pack_;
   std::vector<PackedFile> pack_files_;
   // Chunks this writer holds a reference on (each once); the path takes them over on Commit.
   std::unordered_set<ChunkId, ChunkIdHash> held_;
@@ -371,8 +405,12 @@ class StoreCacheImpl : public StoreCache {
   void LoadIds();
   void Recover(bool fsck);
 
-  // Writer side.
-  void AcquireChunk(PathWriterImpl& w, const ChunkId& id, std::string_view data);
+  // Writer side. A chunk file is opened, appended to, then adopted: named by its hash, linked
+  // into DIR/chunks (or dropped if that chunk exists already), referenced by the writer.
+  void OpenChunkFile(ChunkFile& f, const std::string& origin);
+  void AppendChunkFile(ChunkFile& f, std::string_view data, const std::string& origin);
+  ChunkId AdoptChunk(PathWriterImpl& w, ChunkFile& f);
+  void EnsureSubdir(uint8_t first_byte);  // DIR/chunks/xx for chunks whose id starts with it
   void ReleaseChunksLocked(const std::unordered_set<ChunkId, ChunkIdHash>& ids);
   void DeleteChunkFileLocked(const ChunkId& id, ChunkEntry& e);
   std::shared_ptr<CachedPath> CommitPath(PathWriterImpl& w);
@@ -780,7 +818,7 @@ CacheStats StoreCacheImpl::Stats() {
 // Writing.
 
 PathWriterImpl::PathWriterImpl(StoreCacheImpl& cache, const NarInfo& info)
-    : cache_(cache), info_(info) {}
+    : cache_(cache), info_(info), cutter_(cache.opt_.chunking) {}
 
 void PathWriterImpl::BeginRegular(std::string_view path, bool executable, uint64_t size, uint64_t) {
   if (in_file_) throw FormatError(Origin() + ": BeginRegular inside a file");
@@ -790,21 +828,10 @@ void PathWriterImpl::BeginRegular(std::string_view path, bool executable, uint64
   file_size_ = size;
   file_got_ = 0;
   file_chunks_.clear();
-  buffer_.clear();
-  start_ = 0;
   const ChunkerParams& p = cache_.opt_.chunking;
   file_packed_ = size > 0 && size <= p.min && p.min <= p.max;
-  if (file_packed_) {
-    if (pack_.size() + size > p.max) FlushPack();
-    if (pack_.capacity() < p.max) pack_.reserve(p.max);
-  } else if (size > p.min && buffer_.capacity() < std::min<uint64_t>(size, 3 * uint64_t(p.max))) {
-    // Reserved once per writer, at its first large file (growing it piece by piece cost a page
-    // fault per fresh page). Cutting needs `max` bytes of look-ahead, so just under `max` bytes
-    // stay after each cut; with room for three times that, they are moved to the front once per
-    // ~2 MiB of data instead of after every chunk (which moved each byte about 3.5 times).
-    buffer_.reserve(std::min<uint64_t>(info_.nar_size, 3 * uint64_t(p.max)) +
-                    NarParser::kMaxDataPiece);
-  }
+  if (file_packed_ && pack_.size() + size > p.max) FlushPack();
+  cutter_.Reset();
 }
 
 void PathWriterImpl::RegularData(std::string_view data) {
@@ -813,37 +840,22 @@ void PathWriterImpl::RegularData(std::string_view data) {
   if (file_got_ > file_size_)
     throw FormatError(Origin() + ": more data than announced for '" + file_path_ + "'");
   if (file_packed_) {
-    pack_.append(data);
+    if (!pack_.is_open()) cache_.OpenChunkFile(pack_, Origin());
+    cache_.AppendChunkFile(pack_, data, Origin());
     return;
   }
-  if (start_ > 0 && buffer_.size() + data.size() > buffer_.capacity()) {
-    buffer_.erase(0, start_);
-    start_ = 0;
+  while (!data.empty()) {
+    if (!chunk_.is_open()) cache_.OpenChunkFile(chunk_, Origin());
+    size_t n = cutter_.Consume(reinterpret_cast<const uint8_t*>(data.data()), data.size());
+    cache_.AppendChunkFile(chunk_, data.substr(0, n), Origin());
+    data.remove_prefix(n);
+    if (cutter_.chunk_ended()) EndChunk();
   }
-  buffer_.append(data);
-  EmitChunks(false);
 }
 
-void PathWriterImpl::EmitChunks(bool final) {
-  const ChunkerParams& p = cache_.opt_.chunking;
-  size_t pos = start_;
-  while (pos < buffer_.size() && (final || buffer_.size() - pos >= p.max)) {
-    size_t len =
-        FindCut(p, reinterpret_cast<const uint8_t*>(buffer_.data()) + pos, buffer_.size() - pos);
-    std::string_view piece(buffer_.data() + pos, len);
-    ChunkId id = ChunkId::Of(piece);
-    if (!held_.count(id)) {
-      cache_.AcquireChunk(*this, id, piece);
-      held_.insert(id);
-    }
-    file_chunks_.push_back(ChunkRef{id, uint32_t(len)});
-    pos += len;
-  }
-  start_ = pos;
-  if (start_ == buffer_.size()) {
-    buffer_.clear();
-    start_ = 0;
-  }
+void PathWriterImpl::EndChunk() {
+  const uint32_t size = uint32_t(chunk_.size());
+  file_chunks_.push_back(ChunkRef{cache_.AdoptChunk(*this, chunk_), size});
 }
 
 void PathWriterImpl::EndRegular() {
@@ -857,22 +869,17 @@ void PathWriterImpl::EndRegular() {
                                      uint32_t(pack_.size() - file_size_)});
     return;
   }
-  EmitChunks(true);
+  if (chunk_.is_open() && chunk_.size() > 0) EndChunk();  // the file's last chunk
   builder_.AddRegular(file_path_, file_exec_, file_size_, std::move(file_chunks_));
   file_chunks_.clear();
 }
 
 void PathWriterImpl::FlushPack() {
   if (pack_files_.empty()) return;
-  ChunkId id = ChunkId::Of(pack_);
-  if (!held_.count(id)) {
-    cache_.AcquireChunk(*this, id, pack_);
-    held_.insert(id);
-  }
+  ChunkId id = cache_.AdoptChunk(*this, pack_);
   for (PackedFile& f : pack_files_)
     builder_.AddRegular(f.path, f.executable, f.size, {ChunkRef{id, f.size, f.offset}});
   pack_files_.clear();
-  pack_.clear();
 }
 
 std::shared_ptr<CachedPath> PathWriterImpl::Commit() {
@@ -888,70 +895,124 @@ PathWriterImpl::~PathWriterImpl() {
   if (!committed_) cache_.AbortWriter(*this);
 }
 
-void StoreCacheImpl::AcquireChunk(PathWriterImpl& w, const ChunkId& id, std::string_view data) {
-  bool write;
-  bool make_subdir;
+void StoreCacheImpl::EnsureSubdir(uint8_t first_byte) {
+  {
+    std::lock_guard lock(mu_);
+    if (subdir_made_[first_byte]) return;
+  }
+  ChunkId id;
+  id.bytes[0] = first_byte;
+  std::string sub = ChunkDir(id);
+  if (::mkdir(sub.c_str(), 0755) == 0) {
+    struct stat st;
+    std::lock_guard lock(mu_);
+    if (!subdir_made_[first_byte] && ::stat(sub.c_str(), &st) == 0) fixed_disk_ += DiskBytes(st);
+    subdir_made_[first_byte] = true;
+  } else if (errno == EEXIST) {
+    std::lock_guard lock(mu_);
+    subdir_made_[first_byte] = true;
+  } else {
+    ThrowSys("creating " + sub);
+  }
+}
+
+void StoreCacheImpl::OpenChunkFile(ChunkFile& f, const std::string& origin) {
+  f.Discard();
+  f.hash_.Reset();
+  // Unnamed (O_TMPFILE): nothing to clean up after a crash, no rename, no contention on one
+  // directory's lock. Created in the 256 chunk directories in turn (its name, hence its final
+  // directory, is not known yet), so that ext4 spreads the new inodes as it spreads those
+  // directories instead of allocating them all from one group, where it scans past recently
+  // deleted inodes (docs/cache.md). File systems without O_TMPFILE get a named file in DIR/tmp.
+  if (use_tmpfile_) {
+    const uint8_t sub = uint8_t(tmp_counter_.fetch_add(1));
+    EnsureSubdir(sub);
+    ChunkId where;
+    where.bytes[0] = sub;
+    f.fd_ = UniqueFd(::open(ChunkDir(where).c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0444));
+    if (f.fd_.get() < 0 && errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
+      ThrowSys("creating a chunk file in " + ChunkDir(where) + " for " + origin);
+  }
+  if (f.fd_.get() < 0) {
+    f.tmp_ = TmpName("chunk");
+    f.fd_ = CreateNew(f.tmp_, origin);
+  }
+}
+
+void StoreCacheImpl::AppendChunkFile(ChunkFile& f, std::string_view data,
+                                     const std::string& origin) {
+  f.hash_.Update(data);
+  f.size_ += data.size();
+  if (f.pending_.empty() && data.size() >= ChunkFile::kGather) {
+    WriteAll(f.fd_.get(), data, "a chunk file for " + origin);
+    return;
+  }
+  if (f.pending_.capacity() < ChunkFile::kGather) f.pending_.reserve(ChunkFile::kGather);
+  f.pending_.append(data);
+  if (f.pending_.size() >= ChunkFile::kGather) {
+    WriteAll(f.fd_.get(), f.pending_, "a chunk file for " + origin);
+    f.pending_.clear();
+  }
+}
+
+ChunkId StoreCacheImpl::AdoptChunk(PathWriterImpl& w, ChunkFile& f) {
+  if (!f.pending_.empty()) {
+    WriteAll(f.fd_.get(), f.pending_, "a chunk file for " + w.Origin());
+    f.pending_.clear();
+  }
+  const ChunkId id = f.hash_.Finish();
+  const uint64_t size = f.size_;
+  if (w.held_.count(id)) {  // the writer has this chunk already (a repeated file or piece)
+    f.Discard();
+    return id;
+  }
+  bool link;
   {
     std::lock_guard lock(mu_);
     auto [it, inserted] = chunks_.try_emplace(id);
     ChunkEntry& e = it->second;
     if (inserted) {
-      e.size = uint32_t(data.size());
+      e.size = uint32_t(size);
       unique_bytes_ += e.size;
     }
     ++e.refs;
-    write = !e.written;  // also when another writer is still writing it: renames are idempotent
-    make_subdir = !subdir_made_[id.bytes[0]];
+    w.held_.insert(id);  // released by AbortWriter if anything below fails
+    link = !e.written;   // also when another writer is still writing it: links are idempotent
   }
-  if (!write) return;
-  if (make_subdir) {
-    std::string sub = ChunkDir(id);
-    if (::mkdir(sub.c_str(), 0755) == 0) {
-      struct stat st;
-      std::lock_guard lock(mu_);
-      if (!subdir_made_[id.bytes[0]] && ::stat(sub.c_str(), &st) == 0) fixed_disk_ += DiskBytes(st);
-      subdir_made_[id.bytes[0]] = true;
-    } else if (errno != EEXIST) {
-      ThrowSys("creating " + sub);
+  if (!link) {
+    f.Discard();
+    return id;
+  }
+  EnsureSubdir(id.bytes[0]);
+  const std::string final_path = ChunkPath(id);
+  struct stat st;
+  if (::fstat(f.fd_.get(), &st) != 0) ThrowSys("stat of a chunk file for " + w.Origin());
+  const uint64_t disk = DiskBytes(st);
+  {
+    std::lock_guard lock(mu_);
+    if (f.tmp_.empty()) {
+      std::string self = "/proc/self/fd/" + std::to_string(f.fd_.get());
+      // EEXIST: a concurrent writer of the same chunk linked its complete copy first.
+      if (::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, final_path.c_str(), AT_SYMLINK_FOLLOW) != 0 &&
+          errno != EEXIST)
+        ThrowSys("linking chunk " + final_path + " for " + w.Origin());
+    } else {
+      if (::rename(f.tmp_.c_str(), final_path.c_str()) != 0)
+        ThrowSys("renaming " + f.tmp_ + " to " + final_path);
+      f.tmp_.clear();
+    }
+    ChunkEntry& e = chunks_[id];  // exists: this writer holds a reference
+    if (!e.written) {
+      e.written = true;
+      e.disk = disk;
+      chunk_disk_ += disk;
     }
   }
-  std::string final_path = ChunkPath(id);
-  // An unnamed file in the chunk's own directory (O_TMPFILE), linked under its name once
-  // complete: nothing to clean up after a crash, and new inodes are spread over the 256
-  // directories (ext4 allocates near the parent) instead of all coming from DIR/tmp, where
-  // scanning past recently deleted inodes made every create slow. File systems without
-  // O_TMPFILE get a named file in DIR/tmp, renamed.
-  std::string tmp;
-  UniqueFd fd(use_tmpfile_ ? ::open(ChunkDir(id).c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0444)
-                           : -1);
-  if (fd.get() < 0) {
-    if (use_tmpfile_ && errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
-      ThrowSys("creating a chunk file in " + ChunkDir(id) + " for " + w.Origin());
-    tmp = TmpName(id.ToHex());
-    fd = CreateNew(tmp, w.Origin());
-  }
-  const uint64_t disk = FillNewFile(fd.get(), data, tmp.empty() ? final_path : tmp, tmp);
-  std::lock_guard lock(mu_);
-  if (tmp.empty()) {
-    std::string self = "/proc/self/fd/" + std::to_string(fd.get());
-    // EEXIST: a concurrent writer of the same chunk linked its complete copy first.
-    if (::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, final_path.c_str(), AT_SYMLINK_FOLLOW) != 0 &&
-        errno != EEXIST)
-      ThrowSys("linking chunk " + final_path + " for " + w.Origin());
-  } else if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    ThrowSys("renaming " + tmp + " to " + final_path, err);
-  }
-  ChunkEntry& e = chunks_[id];  // exists: this writer holds a reference
-  if (!e.written) {
-    e.written = true;
-    e.disk = disk;
-    chunk_disk_ += disk;
-  }
+  f.Discard();
   // This process just hashed these bytes and wrote them: the first read need not re-hash them
   // (verification guards against damage from earlier runs: crashes, bit rot, tampering).
   MarkVerified(id);
+  return id;
 }
 
 void StoreCacheImpl::DeleteChunkFileLocked(const ChunkId& id, ChunkEntry& e) {

@@ -5,10 +5,10 @@
 // flock on DIR/lock; a second Open throws ConfigError saying which process holds it).
 //
 // Visibility: a path becomes visible (Find returns it) only when PathWriter::Commit() succeeds,
-// which the owner calls only after the NAR verified. Chunks and metadata are written to
-// temporary names and renamed (the metadata only once its chunks are durable, in the
-// background); after a crash, Open() removes temporaries and orphan chunks and never shows a
-// path with incomplete data.
+// which the owner calls only after the NAR verified. Chunks are streamed into unnamed files and
+// linked under their names when complete; metadata is written to a temporary name and renamed
+// once its chunks are durable (in the background). After a crash, Open() removes temporaries
+// and orphan chunks and never shows a path with incomplete data.
 #pragma once
 
 #include <atomic>
@@ -85,8 +85,9 @@ struct CachedPath {
 // default writes them to stderr. Not called under the cache's locks.
 void SetCacheLogger(std::function<void(std::string_view)> logger);
 
-// Receives a NAR's events, writing chunks as data arrives. Nothing is visible until Commit().
-// Destroying an uncommitted writer discards its work.
+// Receives a NAR's events, streaming file contents into chunk files as they arrive (no file's
+// bytes are held in memory). Nothing is visible until Commit(). Destroying an uncommitted writer
+// discards its work.
 class PathWriter : public NarSink {
  public:
   // Makes the path visible atomically. Call only after the NAR verified.

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <chrono>
 #include <random>
 #include <set>
@@ -195,6 +196,49 @@ TEST(ChunkerTest, CdcBoundsAndDeterminism) {
   size_t kept = 0;
   for (size_t c : cuts) kept += after.count(c + 8);
   EXPECT_GE(kept, cuts.size() - 3);
+}
+
+// CutFinder, fed the same bytes in pieces of any size, cuts exactly where FindCut cuts the
+// whole file (chunk boundaries are part of the on-disk format: they decide dedup).
+TEST(ChunkerTest, CutFinderMatchesFindCut) {
+  std::mt19937_64 rng(7);
+  std::string data(3 << 20, '\0');
+  for (auto& c : data) c = char(rng());
+  // A low-entropy stretch, where only `max` cuts.
+  std::fill(data.begin() + (1 << 20), data.begin() + (1 << 20) + 700000, 'z');
+  const auto* d = reinterpret_cast<const uint8_t*>(data.data());
+  for (ChunkerParams p :
+       {ChunkerParams::Default(), ChunkerParams::Cdc(4096), ChunkerParams{true, 1024, 4096, 16384},
+        ChunkerParams::Fixed(65536), ChunkerParams{true, 8192, 8192, 8192}}) {
+    for (size_t len : {size_t(1), size_t(1000), size_t(p.min), size_t(p.min) + 1,
+                       size_t(p.max) + 77, data.size()}) {
+      std::vector<size_t> want;
+      for (size_t pos = 0; pos < len;) {
+        pos += FindCut(p, d + pos, len - pos);
+        want.push_back(pos);
+      }
+      for (int feed = 0; feed < 3; ++feed) {
+        CutFinder f(p);
+        f.Reset();
+        std::vector<size_t> got;
+        size_t pos = 0;
+        while (pos < len) {
+          size_t piece = feed == 0 ? len - pos : 1 + rng() % (feed == 1 ? 300000 : 70);
+          piece = std::min(piece, len - pos);
+          size_t n = f.Consume(d + pos, piece);
+          ASSERT_LE(n, piece);
+          pos += n;
+          if (f.chunk_ended()) {
+            got.push_back(pos);
+          } else {
+            ASSERT_EQ(n, piece);
+          }
+        }
+        if (got.empty() || got.back() != len) got.push_back(len);  // the file's last chunk
+        ASSERT_EQ(got, want) << p.ToString() << " len " << len << " feed " << feed;
+      }
+    }
+  }
 }
 
 TEST(ChunkerTest, FixedAndSmall) {
