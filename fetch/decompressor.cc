@@ -9,11 +9,44 @@
 #include <vector>
 
 #include "fetch/error.h"
+#include "fetch/free_list.h"
 
 namespace nls {
 namespace {
 
 constexpr size_t kOutBufSize = 256 * 1024;
+
+// Decoder states (with their windows, 2-8 MiB, and output buffers) outlive a download in a
+// FreeList and serve the next: reusing them avoids faulting those pages in again every time.
+constexpr size_t kKeptDecoders = 4;
+
+struct ZstdState {
+  struct Free {
+    void operator()(ZSTD_DCtx* c) const { ZSTD_freeDCtx(c); }
+  };
+  std::unique_ptr<ZSTD_DCtx, Free> ctx;
+  std::unique_ptr<char[]> buf;  // kOutBufSize bytes
+};
+FreeList<ZstdState>& KeptZstd() {
+  static FreeList<ZstdState> kept(kKeptDecoders);
+  return kept;
+}
+
+struct XzState {
+  struct Stream {
+    Stream() = default;
+    Stream(const Stream&) = delete;
+    Stream& operator=(const Stream&) = delete;
+    ~Stream() { lzma_end(&s); }
+    lzma_stream s = LZMA_STREAM_INIT;
+  };
+  std::unique_ptr<Stream> strm;  // initialised again for each stream (reusing its memory)
+  std::unique_ptr<char[]> buf;   // kOutBufSize bytes
+};
+FreeList<XzState>& KeptXz() {
+  static FreeList<XzState> kept(kKeptDecoders);
+  return kept;
+}
 
 class NoneDecompressor : public Decompressor {
  public:
@@ -29,10 +62,19 @@ class NoneDecompressor : public Decompressor {
 
 class ZstdDecompressor : public Decompressor {
  public:
-  ZstdDecompressor() : ctx_(ZSTD_createDCtx()), buf_(kOutBufSize) {
-    if (!ctx_) throw Error("zstd: cannot allocate a decompression context");
+  ZstdDecompressor() {
+    if (auto kept = KeptZstd().Take()) {
+      state_ = std::move(*kept);
+      ZSTD_DCtx_reset(state_.ctx.get(), ZSTD_reset_session_only);
+    } else {
+      state_.ctx.reset(ZSTD_createDCtx());
+      if (!state_.ctx) throw Error("zstd: cannot allocate a decompression context");
+      state_.buf = std::make_unique_for_overwrite<char[]>(kOutBufSize);
+    }
+    ctx_ = state_.ctx.get();
+    buf_ = state_.buf.get();
   }
-  ~ZstdDecompressor() override { ZSTD_freeDCtx(ctx_); }
+  ~ZstdDecompressor() override { KeptZstd().Give(std::move(state_)); }
   ZstdDecompressor(const ZstdDecompressor&) = delete;
   ZstdDecompressor& operator=(const ZstdDecompressor&) = delete;
 
@@ -41,7 +83,7 @@ class ZstdDecompressor : public Decompressor {
     if (input.empty()) return;
     ZSTD_inBuffer in{input.data(), input.size(), 0};
     while (true) {
-      ZSTD_outBuffer o{buf_.data(), buf_.size(), 0};
+      ZSTD_outBuffer o{buf_, kOutBufSize, 0};
       size_t in_before = in.pos;
       size_t ret = ZSTD_decompressStream(ctx_, &o, &in);
       if (ZSTD_isError(ret)) {
@@ -52,7 +94,7 @@ class ZstdDecompressor : public Decompressor {
       // A call that made no progress says nothing new (after a finished frame it would report
       // the size of the next frame's header).
       if (in.pos != in_before || o.pos > 0) last_ret_ = ret;
-      if (o.pos > 0) out(std::string_view(buf_.data(), o.pos));
+      if (o.pos > 0) out(std::string_view(buf_, o.pos));
       // Done with this input when it is consumed and nothing more is pending: either the frame
       // is complete (ret == 0) or the output buffer was not filled (a full buffer may mean more
       // output is pending inside the decoder).
@@ -70,20 +112,28 @@ class ZstdDecompressor : public Decompressor {
   }
 
  private:
-  ZSTD_DCtx* ctx_;
-  std::vector<char> buf_;
+  ZstdState state_;
+  ZSTD_DCtx* ctx_ = nullptr;
+  char* buf_ = nullptr;
   size_t last_ret_ = 1;
   uint64_t consumed_ = 0;
 };
 
 class XzDecompressor : public Decompressor {
  public:
-  XzDecompressor() : buf_(kOutBufSize) {
-    lzma_ret r = lzma_stream_decoder(&strm_, kXzMemoryLimit, LZMA_CONCATENATED);
+  XzDecompressor() {
+    if (auto kept = KeptXz().Take()) {
+      state_ = std::move(*kept);
+    } else {
+      state_.strm = std::make_unique<XzState::Stream>();
+      state_.buf = std::make_unique_for_overwrite<char[]>(kOutBufSize);
+    }
+    // On a stream used before, liblzma reuses its memory (the dictionary) where it can.
+    lzma_ret r = lzma_stream_decoder(&state_.strm->s, kXzMemoryLimit, LZMA_CONCATENATED);
     if (r != LZMA_OK)
       throw Error("xz: cannot initialise the decoder (error " + std::to_string(r) + ")");
   }
-  ~XzDecompressor() override { lzma_end(&strm_); }
+  ~XzDecompressor() override { KeptXz().Give(std::move(state_)); }
   XzDecompressor(const XzDecompressor&) = delete;
   XzDecompressor& operator=(const XzDecompressor&) = delete;
 
@@ -91,8 +141,8 @@ class XzDecompressor : public Decompressor {
 
   void Finish(const Output& out) override {
     if (!Run({}, LZMA_FINISH, out)) {
-      throw FormatError("truncated xz stream: input ended after " + std::to_string(strm_.total_in) +
-                        " bytes");
+      throw FormatError("truncated xz stream: input ended after " +
+                        std::to_string(state_.strm->s.total_in) + " bytes");
     }
   }
 
@@ -103,26 +153,28 @@ class XzDecompressor : public Decompressor {
       if (!input.empty()) throw FormatError("xz: trailing data after the end of the stream");
       return true;
     }
-    strm_.next_in = reinterpret_cast<const uint8_t*>(input.data());
-    strm_.avail_in = input.size();
+    state_.strm->s.next_in = reinterpret_cast<const uint8_t*>(input.data());
+    state_.strm->s.avail_in = input.size();
     while (true) {
-      strm_.next_out = reinterpret_cast<uint8_t*>(buf_.data());
-      strm_.avail_out = buf_.size();
-      lzma_ret r = lzma_code(&strm_, action);
-      size_t produced = buf_.size() - strm_.avail_out;
-      if (produced > 0) out(std::string_view(buf_.data(), produced));
+      state_.strm->s.next_out = reinterpret_cast<uint8_t*>(state_.buf.get());
+      state_.strm->s.avail_out = kOutBufSize;
+      lzma_ret r = lzma_code(&state_.strm->s, action);
+      size_t produced = kOutBufSize - state_.strm->s.avail_out;
+      if (produced > 0) out(std::string_view(state_.buf.get(), produced));
       if (r == LZMA_STREAM_END) {
         ended_ = true;
         return true;
       }
       if (r == LZMA_BUF_ERROR && action == LZMA_FINISH) return false;
       if (r != LZMA_OK) throw FormatError(Describe(r));
-      if (action == LZMA_RUN && strm_.avail_in == 0 && strm_.avail_out != 0) return false;
+      if (action == LZMA_RUN && state_.strm->s.avail_in == 0 && state_.strm->s.avail_out != 0)
+        return false;
     }
   }
 
   std::string Describe(lzma_ret r) const {
-    std::string where = " (compressed byte offset about " + std::to_string(strm_.total_in) + ")";
+    std::string where =
+        " (compressed byte offset about " + std::to_string(state_.strm->s.total_in) + ")";
     switch (r) {
       case LZMA_FORMAT_ERROR:
         return "corrupt xz stream: not in xz format" + where;
@@ -140,8 +192,7 @@ class XzDecompressor : public Decompressor {
     }
   }
 
-  lzma_stream strm_ = LZMA_STREAM_INIT;
-  std::vector<char> buf_;
+  XzState state_;
   bool ended_ = false;
 };
 

@@ -2,7 +2,20 @@
 
 #include <utility>
 
+#include "fetch/free_list.h"
+
 namespace nls {
+
+namespace {
+
+// Data batches outlive their sink here and serve the next one (fetch/free_list.h: touching
+// fresh memory for every large download costs page faults). 6 x 256 KiB: one sink's worth.
+FreeList<std::string>& KeptBatches() {
+  static FreeList<std::string> kept(6);
+  return kept;
+}
+
+}  // namespace
 
 ThreadedSink::ThreadedSink(NarSink& inner, size_t batch_bytes, size_t max_buffered_bytes)
     : inner_(inner),
@@ -20,6 +33,9 @@ ThreadedSink::~ThreadedSink() {
   }
   work_cv_.notify_all();
   thread_.join();
+  for (std::string& batch : spare_) {
+    if (batch.capacity() == batch_bytes_) KeptBatches().Give(std::move(batch));
+  }
 }
 
 void ThreadedSink::CreateDirectory(std::string_view path) {
@@ -43,6 +59,12 @@ void ThreadedSink::RegularData(std::string_view data) {
       if (!spare_.empty()) {
         pending_ = std::move(spare_.back());
         spare_.pop_back();
+        pending_.clear();
+      }
+    }
+    if (pending_.capacity() < batch_bytes_) {
+      if (auto kept = KeptBatches().Take()) {
+        pending_ = std::move(*kept);
         pending_.clear();
       }
     }

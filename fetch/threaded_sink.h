@@ -29,7 +29,7 @@ class ThreadedSink : public NarSink {
  public:
   // Data batches are at most `batch_bytes` (the NarSink contract: a few hundred KiB at most).
   explicit ThreadedSink(NarSink& inner, size_t batch_bytes = 256 << 10,
-                        size_t max_buffered_bytes = 4 << 20);
+                        size_t max_buffered_bytes = 1 << 20);
   // Discards events not yet handled and waits for the thread (use Finish() to complete them).
   ~ThreadedSink() override;
   ThreadedSink(const ThreadedSink&) = delete;

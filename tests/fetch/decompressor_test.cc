@@ -5,6 +5,7 @@
 #include <lzma.h>
 #include <zstd.h>
 
+#include <algorithm>
 #include <random>
 #include <string>
 
@@ -133,6 +134,38 @@ TEST_P(DecompressorTest, CorruptStreamFails) {
   }
   // Trailing garbage after a complete stream.
   EXPECT_THROW(Decompress(GetParam(), packed + "garbage!", 0), FormatError);
+}
+
+// Decoder states are kept and reused by the next decompressor (fetch/free_list.h): one that was
+// abandoned mid-stream (truncated, corrupt, or its output threw) must not leak state into the
+// next stream. Several decompressors alive at once must not share one.
+TEST_P(DecompressorTest, ReusedDecoderStatesStartClean) {
+  std::string a = SampleData(300000), b = SampleData(200000) + "b";
+  std::string pa = Compress(GetParam(), a), pb = Compress(GetParam(), b);
+  for (int round = 0; round < 6; ++round) {
+    {
+      auto half = Decompressor::Create(GetParam());  // abandoned halfway
+      half->Feed(std::string_view(pa).substr(0, pa.size() / 2), [](std::string_view) {});
+    }
+    if (GetParam() != "none") {
+      std::string bad = pa;
+      bad[bad.size() / 2] ^= 0x55;
+      EXPECT_THROW(Decompress(GetParam(), bad, 4096), FormatError);
+    }
+    // Two at once, interleaved, then each finished.
+    auto d1 = Decompressor::Create(GetParam()), d2 = Decompressor::Create(GetParam());
+    std::string o1, o2;
+    auto s1 = [&](std::string_view p) { o1.append(p); };
+    auto s2 = [&](std::string_view p) { o2.append(p); };
+    for (size_t i = 0; i < std::max(pa.size(), pb.size()); i += 10000) {
+      if (i < pa.size()) d1->Feed(std::string_view(pa).substr(i, 10000), s1);
+      if (i < pb.size()) d2->Feed(std::string_view(pb).substr(i, 10000), s2);
+    }
+    d1->Finish(s1);
+    d2->Finish(s2);
+    ASSERT_EQ(o1, a) << GetParam() << " round " << round;
+    ASSERT_EQ(o2, b) << GetParam() << " round " << round;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Methods, DecompressorTest,
