@@ -18,7 +18,10 @@ constexpr size_t kOutBufSize = 256 * 1024;
 
 // Decoder states (with their windows, 2-8 MiB, and output buffers) outlive a download in a
 // FreeList and serve the next: reusing them avoids faulting those pages in again every time.
+// At most this many of each kind, each holding at most kKeptDecoderBytes (a larger one, from an
+// xz -9 or zstd --long stream, is freed): at most ~2 x 4 x 16 MiB stay allocated.
 constexpr size_t kKeptDecoders = 4;
+constexpr size_t kKeptDecoderBytes = 16 << 20;
 
 struct ZstdState {
   struct Free {
@@ -74,7 +77,9 @@ class ZstdDecompressor : public Decompressor {
     ctx_ = state_.ctx.get();
     buf_ = state_.buf.get();
   }
-  ~ZstdDecompressor() override { KeptZstd().Give(std::move(state_)); }
+  ~ZstdDecompressor() override {
+    if (ZSTD_sizeof_DCtx(ctx_) <= kKeptDecoderBytes) KeptZstd().Give(std::move(state_));
+  }
   ZstdDecompressor(const ZstdDecompressor&) = delete;
   ZstdDecompressor& operator=(const ZstdDecompressor&) = delete;
 
@@ -133,7 +138,9 @@ class XzDecompressor : public Decompressor {
     if (r != LZMA_OK)
       throw Error("xz: cannot initialise the decoder (error " + std::to_string(r) + ")");
   }
-  ~XzDecompressor() override { KeptXz().Give(std::move(state_)); }
+  ~XzDecompressor() override {
+    if (lzma_memusage(&state_.strm->s) <= kKeptDecoderBytes) KeptXz().Give(std::move(state_));
+  }
   XzDecompressor(const XzDecompressor&) = delete;
   XzDecompressor& operator=(const XzDecompressor&) = delete;
 
