@@ -449,7 +449,7 @@ class StoreCacheImpl : public StoreCache {
   UniqueFd dir_fd_;
   std::atomic<uint64_t> tmp_counter_{0};
   // Chunk files are created with O_TMPFILE and linked through /proc/self/fd (needs /proc).
-  const bool use_tmpfile_ = ::access("/proc/self/fd", F_OK) == 0;
+  const bool use_tmpfile_ = opt_.unnamed_chunk_files && ::access("/proc/self/fd", F_OK) == 0;
   size_t fd_cap_ = 0;  // max_open_chunks, bounded by RLIMIT_NOFILE
   uint64_t problems_ = 0;
   bool unrepaired_ = false;

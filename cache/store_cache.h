@@ -49,6 +49,10 @@ struct CacheOptions {
   // closure being fetched) is synced once, after the burst, instead of its write-back competing
   // with the fetches for the disk. A crash within the delay costs a re-fetch, nothing more.
   double durable_delay_s = 2;
+  // Chunk files are written as unnamed files (O_TMPFILE) and linked when complete. false: as
+  // named files in DIR/tmp, renamed when complete -- what file systems without O_TMPFILE (or a
+  // process without /proc) get anyway. Tests only.
+  bool unnamed_chunk_files = true;
   // Bound of the cache of open chunk file descriptors (also at most half of RLIMIT_NOFILE).
   size_t max_open_chunks = 4096;
   ChunkerParams chunking = ChunkerParams::Default();

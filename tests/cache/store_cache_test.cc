@@ -79,6 +79,35 @@ TEST_F(StoreCacheTest, NothingVisibleBeforeCommitAndAbandonedWriterLeavesNothing
   EXPECT_THROW(w->Commit(), Error);
 }
 
+// Where O_TMPFILE is missing, chunk files are written under DIR/tmp and renamed: the same results,
+// and nothing is left in DIR/tmp after a commit or an abandoned writer.
+TEST_F(StoreCacheTest, NamedChunkFilesWhereUnnamedOnesAreMissing) {
+  opt_.unnamed_chunk_files = false;
+  auto cache = Open();
+  Tree t = SimpleTree(rng_, 100000);
+  for (int i = 0; i < 50; ++i)
+    t["f" + std::to_string(i)] =
+        Item{PathMeta::Type::kRegular, false, test::RandomBytes(rng_, 900)};
+  NarInfo info = test::MakeInfo(Base(1));
+  {
+    auto w = cache->BeginWrite(info);
+    w->CreateDirectory("");
+    w->BeginRegular("big", false, 30000, 0);
+    w->RegularData(test::RandomBytes(rng_, 20000));
+    EXPECT_EQ(test::CountFiles(opt_.dir + "/tmp"), 1u);  // the chunk being written
+  }
+  EXPECT_EQ(test::CountFiles(opt_.dir + "/tmp"), 0u);
+  EXPECT_EQ(ChunkFiles(), 0u);
+  auto cp = Add(*cache, info, t);
+  EXPECT_EQ(test::CountFiles(opt_.dir + "/tmp"), 0u);
+  EXPECT_EQ(test::Diff(*cache, *cp, t), "");
+  cache.reset();
+  cache = Open();
+  cp = cache->Find(info.store_path.hash_part());
+  ASSERT_NE(cp, nullptr);
+  EXPECT_EQ(test::Diff(*cache, *cp, t), "");
+}
+
 TEST_F(StoreCacheTest, WriterRejectsWrongSizes) {
   auto cache = Open();
   auto w = cache->BeginWrite(test::MakeInfo(Base(1)));
