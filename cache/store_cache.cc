@@ -943,16 +943,17 @@ void StoreCacheImpl::AppendChunkFile(ChunkFile& f, std::string_view data,
                                      const std::string& origin) {
   f.hash_.Update(data);
   f.size_ += data.size();
-  if (f.pending_.empty() && data.size() >= ChunkFile::kGather) {
+  // The gather buffer never grows past kGather (growing it would touch fresh memory).
+  if (f.pending_.size() + data.size() > ChunkFile::kGather && !f.pending_.empty()) {
+    WriteAll(f.fd_.get(), f.pending_, "a chunk file for " + origin);
+    f.pending_.clear();
+  }
+  if (data.size() >= ChunkFile::kGather) {
     WriteAll(f.fd_.get(), data, "a chunk file for " + origin);
     return;
   }
   if (f.pending_.capacity() < ChunkFile::kGather) f.pending_.reserve(ChunkFile::kGather);
   f.pending_.append(data);
-  if (f.pending_.size() >= ChunkFile::kGather) {
-    WriteAll(f.fd_.get(), f.pending_, "a chunk file for " + origin);
-    f.pending_.clear();
-  }
 }
 
 ChunkId StoreCacheImpl::AdoptChunk(PathWriterImpl& w, ChunkFile& f) {

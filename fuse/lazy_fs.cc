@@ -3,10 +3,13 @@
 #include <fcntl.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
+#include <memory>
 
 #include "fetch/error.h"
 #include "fetch/log.h"
@@ -18,6 +21,7 @@ namespace nls {
 namespace {
 
 constexpr size_t kMaxIoSize = 1 << 20;
+constexpr size_t kSmallReply = 2 * 4096;  // libfuse splices replies of at least two pages
 
 LazyFs& Fs(fuse_req_t req) { return *static_cast<LazyFs*>(fuse_req_userdata(req)); }
 
@@ -420,6 +424,18 @@ struct LazyFs::Impl {
     fs.counters_.read_bytes += total;
     if (total == 0) {
       fuse_reply_buf(req, nullptr, 0);
+    } else if (total < kSmallReply) {
+      // libfuse does not splice under two pages: it would malloc a buffer per reply and pread
+      // into it. This thread's small buffer does the same without the allocation (fresh memory
+      // costs page faults).
+      thread_local std::array<char, kSmallReply> small;
+      size_t got = 0;
+      for (const StoreCache::Extent& e : *extents) {
+        ssize_t r = ::pread(e.fd, small.data() + got, e.size, static_cast<off_t>(e.offset));
+        if (r != static_cast<ssize_t>(e.size)) return false;  // the copying path reports it
+        got += e.size;
+      }
+      fuse_reply_buf(req, small.data(), got);
     } else {
       fuse_reply_data(req, &bv.v, static_cast<fuse_buf_copy_flags>(0));
     }
@@ -430,8 +446,6 @@ struct LazyFs::Impl {
     LazyFs& fs = Fs(req);
     auto* file = reinterpret_cast<OpenFile*>(fi->fh);
     size = std::min(size, kMaxIoSize);
-    thread_local std::vector<char> buf;
-    if (buf.size() < size) buf.resize(size);
     std::shared_ptr<CachedPath> path;
     uint32_t node = NodeOfIno(ino);
     if (file) {
@@ -458,11 +472,14 @@ struct LazyFs::Impl {
     for (int attempt = 0;; ++attempt) {
       try {
         if (fs.splice_ && ReplySpliced(fs, req, *path, node, size, offset)) return;
+        // Allocated on first use by this thread, not zero-filled: most reads are spliced.
+        thread_local std::unique_ptr<char[]> buf;
+        if (!buf) buf = std::make_unique_for_overwrite<char[]>(kMaxIoSize);
         size_t n = fs.cache_.Read(*path, node, static_cast<uint64_t>(offset),
-                                  std::span<char>(buf.data(), size));
+                                  std::span<char>(buf.get(), size));
         ++fs.counters_.reads;
         fs.counters_.read_bytes += n;
-        fuse_reply_buf(req, buf.data(), n);
+        fuse_reply_buf(req, buf.get(), n);
         return;
       } catch (const std::exception& e) {
         NLS_LOG(kError) << "reading " << path->path.FullPath() << " (inode " << ino

@@ -249,7 +249,7 @@ int Serve(const MountCommand& cmd, const StoreSetup& setup, int& ready_fd) {
 
   fuse_loop_config* loop_config = fuse_loop_cfg_create();
   fuse_loop_cfg_set_max_threads(loop_config, 64);
-  fuse_loop_cfg_set_idle_threads(loop_config, 8);
+  fuse_loop_cfg_set_idle_threads(loop_config, 16);
   const int rc = fuse_session_loop_mt(session.get(), loop_config);
   fuse_loop_cfg_destroy(loop_config);
 
