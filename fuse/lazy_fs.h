@@ -79,6 +79,7 @@ class LazyFs {
     std::atomic<uint64_t> io_errors{0};  // EIO replies
     std::atomic<uint64_t> reads{0};
     std::atomic<uint64_t> read_bytes{0};
+    std::atomic<uint64_t> read_bytes_spliced{0};  // of read_bytes: handed over as chunk fds
     std::atomic<uint64_t> open_files{0};
     std::atomic<uint64_t> invalidations{0};
   };

@@ -173,6 +173,10 @@ def test_status_xattrs_and_metrics():
                 trusted_keys=[pub], extra_args=["--metrics-listen", "127.0.0.1:%d" % port]):
             ns.run([c["hello"] + "/bin/hello"])
             ns.run(["cat", c["data"] + "/share/words.txt"])
+            before = mountlib.xattrs_ns(ns)
+            blob = c["data"] + "/share/blob.bin"  # > 3 MiB, written by this daemon: spliced
+            size = int(ns.run(["stat", "-c", "%s", blob]).stdout)
+            ns.run(["sh", "-c", "cat %s > /dev/null" % blob])
             missing = "/nix/store/" + "1" * 32 + "-absent"
             mountlib.stat_errno_ns(ns, missing)
             # Let background prefetches settle.
@@ -188,6 +192,14 @@ def test_status_xattrs_and_metrics():
                   "paths_cached (%s) equals the root listing (%d)" % (
                       x["user.nix-lazy-store.paths_cached"], cached))
             check(int(x["user.nix-lazy-store.bytes_fetched"]) > 0, "bytes_fetched > 0")
+            spliced = int(x["user.nix-lazy-store.read_bytes_spliced"]) - int(
+                before["user.nix-lazy-store.read_bytes_spliced"])
+            read = int(x["user.nix-lazy-store.read_bytes"]) - int(
+                before["user.nix-lazy-store.read_bytes"])
+            # (a last piece under two pages is copied, not spliced)
+            check(size - 8192 <= spliced <= read,
+                  "reading the %d-byte blob was spliced from chunk files (%d of %d bytes read)"
+                  % (size, spliced, read))
             check(int(x["user.nix-lazy-store.not_found"]) >= 1, "the absent path is counted")
             cp = ns.run([binary, "status", "/nix/store"])
             check("paths_cached: %d" % cached in cp.stdout, "`status` shows paths_cached")
