@@ -20,7 +20,9 @@ LazyStore::LazyStore(StoreCache& cache, Fetcher& fetcher, LazyStoreOptions optio
     : cache_(cache),
       fetcher_(fetcher),
       options_(options),
-      threaded_write_slots_(std::max(1, int(std::thread::hardware_concurrency() / 2))) {
+      threaded_write_slots_(options.threaded_write_slots > 0
+                                ? options.threaded_write_slots
+                                : std::max(1, int(std::thread::hardware_concurrency() / 2))) {
   for (int i = 0; i < options_.prefetch_workers; ++i) {
     workers_.emplace_back([this] { PrefetchWorker(); });
   }
@@ -162,6 +164,8 @@ std::shared_ptr<CachedPath> LazyStore::FetchOne(const std::string& hash_part, bo
       ThreadedSink threaded(*writer);
       fetcher_.FetchNar(*info, threaded);
       threaded.Finish();
+      std::lock_guard lock(mu_);
+      ++stats_.threaded_writes;
     } else {
       fetcher_.FetchNar(*info, *writer);
     }

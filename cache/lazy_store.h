@@ -55,6 +55,8 @@ struct LazyStoreOptions {
   // the fetching thread parses and verifies, when at most half the CPUs (at least one) are
   // busy with such large fetches; smaller ones are not worth a thread.
   uint64_t threaded_write_min_nar_bytes = 4 << 20;
+  // How many large fetches at once may have a writer thread; 0: half the CPUs (at least one).
+  int threaded_write_slots = 0;
 };
 
 struct LazyStoreStats {
@@ -67,6 +69,7 @@ struct LazyStoreStats {
   uint64_t in_flight = 0;          // fetches running now
   uint64_t prefetch_queued = 0;    // paths waiting for the prefetcher
   uint64_t fetched_nar_bytes = 0;  // NarSize of fetched paths
+  uint64_t threaded_writes = 0;    // fetches whose NAR a second thread wrote to the cache
 };
 
 // Summary of FetchClosure.
@@ -132,7 +135,7 @@ class LazyStore {
   std::set<std::string, std::less<>> prefetch_tried_;  // never prefetched twice
   int foreground_fetches_ = 0;
   std::atomic<int> large_writes_{0};  // fetches of NARs >= threaded_write_min_nar_bytes now
-  const int threaded_write_slots_;    // max(1, CPUs / 2)
+  const int threaded_write_slots_;    // options_.threaded_write_slots, or max(1, CPUs / 2)
   bool shutdown_ = false;
   LazyStoreStats stats_;
   std::vector<std::thread> workers_;

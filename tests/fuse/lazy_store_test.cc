@@ -29,6 +29,7 @@ class ScriptedFetcher : public Fetcher {
   std::atomic<int> queries{0};
   std::atomic<int> fetches{0};
   std::atomic<int> delay_ms{0};
+  std::atomic<int> rendezvous{0};  // FetchNar waits (up to 10 s) until this many have started
   std::vector<std::string> invalidated;
 
   std::shared_ptr<const PathInfo> Query(std::string_view hash_part) override {
@@ -45,6 +46,9 @@ class ScriptedFetcher : public Fetcher {
   }
   void FetchNar(const PathInfo& path, NarSink& sink) override {
     ++fetches;
+    for (int i = 0; i < 1000 && fetches < rendezvous; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms.load()));
     sink.CreateDirectory("");
     const std::string body = "contents of " + path.info.store_path.base_name();
@@ -156,6 +160,27 @@ TEST_F(LazyStoreTest, ThreadedWriteOfLargeNars) {
   EXPECT_THROW(lazy.Get(Hash(2)), IntegrityError);
   EXPECT_EQ(cache_->Find(Hash(2)), nullptr);
   EXPECT_EQ(lazy.Stats().fetched, 1u);
+  EXPECT_EQ(lazy.Stats().threaded_writes, 1u);  // the failed one is not counted
+}
+
+// Only `threaded_write_slots` large fetches at once get a writer thread (with more, the cores
+// are busy anyway and the hand-over only adds a copy); small NARs never do.
+TEST_F(LazyStoreTest, WriterThreadsOnlyForLargeNarsWhileSlotsAreFree) {
+  for (int i = 1; i <= 4; ++i) fetcher_.Add(i, {}, 1000);
+  fetcher_.Add(5, {}, 10);
+  fetcher_.rendezvous = 3;  // the first three fetches overlap
+  LazyStore lazy(*cache_, fetcher_,
+                 {.prefetch_references = false,
+                  .threaded_write_min_nar_bytes = 100,
+                  .threaded_write_slots = 1});
+  std::vector<std::thread> threads;
+  for (int i = 1; i <= 3; ++i) threads.emplace_back([&lazy, i] { EXPECT_TRUE(lazy.Get(Hash(i))); });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(lazy.Stats().threaded_writes, 1u) << "three at once, one slot";
+  EXPECT_TRUE(lazy.Get(Hash(4)));
+  EXPECT_EQ(lazy.Stats().threaded_writes, 2u) << "alone: the slot is free again";
+  EXPECT_TRUE(lazy.Get(Hash(5)));
+  EXPECT_EQ(lazy.Stats().threaded_writes, 2u) << "a small NAR is written by its fetching thread";
 }
 
 TEST_F(LazyStoreTest, PrefetchesReferences) {
