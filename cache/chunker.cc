@@ -98,32 +98,25 @@ size_t CutFinder::Consume(const uint8_t* data, size_t n) {
     i = size_t(std::min<uint64_t>(n, p_.min - pos_));
     pos_ += i;
   }
-  uint64_t h = h_;
-  // The same two loops as FindCut: the stricter mask before `avg`, the looser one up to `max`.
-  const size_t to_avg = pos_ < p_.avg ? size_t(std::min<uint64_t>(n - i, p_.avg - pos_)) : 0;
-  for (const size_t end = i + to_avg; i < end; ++i) {
-    h = (h << 1) + kGear[data[i]];
-    if (!(h & mask_s_)) {
-      pos_ += i + 1 - (end - to_avg);
-      h_ = h;
-      ended_ = true;
-      return i + 1;
+  // As FindCut: the stricter mask up to `avg`, then the looser one up to `max`. `scan` hashes
+  // data[i, ...) until the chunk reaches `until` bytes or the data ends; true at a cut.
+  auto scan = [&](uint64_t until, uint64_t mask) {
+    const size_t end = pos_ < until ? i + size_t(std::min<uint64_t>(n - i, until - pos_)) : i;
+    const size_t start = i;
+    uint64_t h = h_;
+    bool cut = false;
+    while (i < end) {
+      h = (h << 1) + kGear[data[i++]];
+      if (!(h & mask)) {
+        cut = true;
+        break;
+      }
     }
-  }
-  pos_ += to_avg;
-  const size_t to_max = pos_ < p_.max ? size_t(std::min<uint64_t>(n - i, p_.max - pos_)) : 0;
-  for (const size_t end = i + to_max; i < end; ++i) {
-    h = (h << 1) + kGear[data[i]];
-    if (!(h & mask_l_)) {
-      pos_ += i + 1 - (end - to_max);
-      h_ = h;
-      ended_ = true;
-      return i + 1;
-    }
-  }
-  pos_ += to_max;
-  h_ = h;
-  ended_ = pos_ == p_.max;
+    h_ = h;
+    pos_ += i - start;
+    return cut;
+  };
+  ended_ = scan(p_.avg, mask_s_) || scan(p_.max, mask_l_) || pos_ == p_.max;
   return i;
 }
 

@@ -45,7 +45,6 @@ class CutFinder {
   // the file, whatever the current chunk holds is its last chunk.
   size_t Consume(const uint8_t* data, size_t n);
   bool chunk_ended() const { return ended_; }
-  uint64_t chunk_bytes() const { return pos_; }  // taken into the current (or just ended) chunk
 
  private:
   ChunkerParams p_;
