@@ -74,11 +74,9 @@ class ZstdDecompressor : public Decompressor {
       if (!state_.ctx) throw Error("zstd: cannot allocate a decompression context");
       state_.buf = std::make_unique_for_overwrite<char[]>(kOutBufSize);
     }
-    ctx_ = state_.ctx.get();
-    buf_ = state_.buf.get();
   }
   ~ZstdDecompressor() override {
-    if (ZSTD_sizeof_DCtx(ctx_) <= kKeptDecoderBytes) KeptZstd().Give(std::move(state_));
+    if (ZSTD_sizeof_DCtx(state_.ctx.get()) <= kKeptDecoderBytes) KeptZstd().Give(std::move(state_));
   }
   ZstdDecompressor(const ZstdDecompressor&) = delete;
   ZstdDecompressor& operator=(const ZstdDecompressor&) = delete;
@@ -88,9 +86,9 @@ class ZstdDecompressor : public Decompressor {
     if (input.empty()) return;
     ZSTD_inBuffer in{input.data(), input.size(), 0};
     while (true) {
-      ZSTD_outBuffer o{buf_, kOutBufSize, 0};
+      ZSTD_outBuffer o{state_.buf.get(), kOutBufSize, 0};
       size_t in_before = in.pos;
-      size_t ret = ZSTD_decompressStream(ctx_, &o, &in);
+      size_t ret = ZSTD_decompressStream(state_.ctx.get(), &o, &in);
       if (ZSTD_isError(ret)) {
         throw FormatError(std::string("corrupt zstd stream: ") + ZSTD_getErrorName(ret) +
                           " (compressed byte offset about " + std::to_string(consumed_ + in.pos) +
@@ -99,7 +97,7 @@ class ZstdDecompressor : public Decompressor {
       // A call that made no progress says nothing new (after a finished frame it would report
       // the size of the next frame's header).
       if (in.pos != in_before || o.pos > 0) last_ret_ = ret;
-      if (o.pos > 0) out(std::string_view(buf_, o.pos));
+      if (o.pos > 0) out(std::string_view(state_.buf.get(), o.pos));
       // Done with this input when it is consumed and nothing more is pending: either the frame
       // is complete (ret == 0) or the output buffer was not filled (a full buffer may mean more
       // output is pending inside the decoder).
@@ -118,8 +116,6 @@ class ZstdDecompressor : public Decompressor {
 
  private:
   ZstdState state_;
-  ZSTD_DCtx* ctx_ = nullptr;
-  char* buf_ = nullptr;
   size_t last_ret_ = 1;
   uint64_t consumed_ = 0;
 };
