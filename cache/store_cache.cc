@@ -135,17 +135,16 @@ UniqueFd CreateNew(const std::string& path, const std::string& origin) {
   return fd;
 }
 
-// Writes `data` into the new file `fd` (called `name` in errors) and returns its disk usage. On
-// failure removes `remove_on_error` (the file's name; empty for an unnamed file) and rethrows.
-uint64_t FillNewFile(int fd, std::string_view data, const std::string& name,
-                     const std::string& remove_on_error) {
+// Writes `data` into the new file `fd` (at `path`) and returns its disk usage. On failure
+// removes `path` and rethrows.
+uint64_t FillNewFile(int fd, std::string_view data, const std::string& path) {
   try {
-    WriteAll(fd, data, name);
+    WriteAll(fd, data, path);
     struct stat st;
-    if (::fstat(fd, &st) != 0) ThrowSys("stat " + name);
+    if (::fstat(fd, &st) != 0) ThrowSys("stat " + path);
     return DiskBytes(st);
   } catch (...) {
-    if (!remove_on_error.empty()) ::unlink(remove_on_error.c_str());
+    ::unlink(path.c_str());
     throw;
   }
 }
@@ -241,6 +240,12 @@ class ChunkFile {
 
   bool is_open() const { return fd_.get() >= 0; }
   uint64_t size() const { return size_; }
+  // Writes the gathered bytes, if any.
+  void WriteGathered(const std::string& origin) {
+    if (pending_.empty()) return;
+    WriteAll(fd_.get(), pending_, "a chunk file for " + origin);
+    pending_.clear();
+  }
   // Closes the file and removes the named temporary, if any (an unnamed one just vanishes).
   void Discard() {
     fd_.reset();
@@ -944,10 +949,7 @@ void StoreCacheImpl::AppendChunkFile(ChunkFile& f, std::string_view data,
   f.hash_.Update(data);
   f.size_ += data.size();
   // The gather buffer never grows past kGather (growing it would touch fresh memory).
-  if (f.pending_.size() + data.size() > ChunkFile::kGather && !f.pending_.empty()) {
-    WriteAll(f.fd_.get(), f.pending_, "a chunk file for " + origin);
-    f.pending_.clear();
-  }
+  if (f.pending_.size() + data.size() > ChunkFile::kGather) f.WriteGathered(origin);
   if (data.size() >= ChunkFile::kGather) {
     WriteAll(f.fd_.get(), data, "a chunk file for " + origin);
     return;
@@ -957,10 +959,7 @@ void StoreCacheImpl::AppendChunkFile(ChunkFile& f, std::string_view data,
 }
 
 ChunkId StoreCacheImpl::AdoptChunk(PathWriterImpl& w, ChunkFile& f) {
-  if (!f.pending_.empty()) {
-    WriteAll(f.fd_.get(), f.pending_, "a chunk file for " + w.Origin());
-    f.pending_.clear();
-  }
+  f.WriteGathered(w.Origin());
   const ChunkId id = f.hash_.Finish();
   const uint64_t size = f.size_;
   if (w.held_.count(id)) {  // the writer has this chunk already (a repeated file or piece)
@@ -1067,7 +1066,7 @@ std::shared_ptr<CachedPath> StoreCacheImpl::CommitPath(PathWriterImpl& w) {
   }
   std::string data = EncodePathFile(id, w.info_, *meta);
   std::string tmp = TmpName(hash + ".meta");
-  const uint64_t disk = FillNewFile(CreateNew(tmp, w.Origin()).get(), data, tmp, tmp);
+  const uint64_t disk = FillNewFile(CreateNew(tmp, w.Origin()).get(), data, tmp);
   auto cp = std::make_shared<CachedPath>(id, w.info_.store_path, w.info_, meta);
   {
     std::lock_guard lock(mu_);
