@@ -1,8 +1,11 @@
 #include "cache/store_cache.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 
+#include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -106,6 +109,42 @@ TEST_F(StoreCacheTest, NamedChunkFilesWhereUnnamedOnesAreMissing) {
   cp = cache->Find(info.store_path.hash_part());
   ASSERT_NE(cp, nullptr);
   EXPECT_EQ(test::Diff(*cache, *cp, t), "");
+}
+
+// A chunk write that fails midway (here a file-size limit, EFBIG; a full disk, ENOSPC, takes the
+// same path) fails the writer with an error naming the store path and the cause, leaves no
+// chunk, temporary or path behind, and the cache goes on working.
+TEST_F(StoreCacheTest, FailedChunkWriteLeavesNothingBehind) {
+  auto cache = Open();
+  Tree good = SimpleTree(rng_, 5000);
+  auto kept = Add(*cache, test::MakeInfo(Base(1)), good);
+  const size_t chunks = ChunkFiles();
+  Tree big;
+  big[""] = Item{PathMeta::Type::kDirectory, false, ""};
+  big["big"] = Item{PathMeta::Type::kRegular, false, test::RandomBytes(rng_, 200000)};
+  struct rlimit old;
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
+  auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+  struct rlimit small = {4096, old.rlim_max};  // chunks here are up to 16 KiB
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  std::string what;
+  try {
+    auto w = cache->BeginWrite(test::MakeInfo(Base(2)));
+    test::Feed(*w, big);
+    w->Commit();
+  } catch (const Error& e) {
+    what = e.what();
+  }
+  ::setrlimit(RLIMIT_FSIZE, &old);
+  std::signal(SIGXFSZ, old_handler);
+  EXPECT_NE(what.find(Base(2)), std::string::npos) << what;
+  EXPECT_NE(what.find(std::strerror(EFBIG)), std::string::npos) << what;
+  EXPECT_EQ(cache->Find(test::HashPartFor(2)), nullptr);
+  EXPECT_EQ(ChunkFiles(), chunks);
+  EXPECT_TRUE(fs::is_empty(opt_.dir + "/tmp"));
+  EXPECT_EQ(test::Diff(*cache, *kept, good), "");
+  auto again = Add(*cache, test::MakeInfo(Base(2)), big);
+  EXPECT_EQ(test::Diff(*cache, *again, big), "");
 }
 
 TEST_F(StoreCacheTest, WriterRejectsWrongSizes) {
