@@ -16,12 +16,15 @@
 #include "fetch/store_path.h"
 #include "fuse/fuse_api.h"
 #include "fuse/inode.h"
+#include "fuse/read_size.h"
 
 namespace nls {
 namespace {
 
 constexpr size_t kMaxIoSize = 1 << 20;
 constexpr size_t kSmallReply = 2 * 4096;  // libfuse splices replies of at least two pages
+// A spliced reply has at most this many pieces (chunk file extents); one with more is copied.
+constexpr size_t kMaxReplyPieces = 16;
 
 LazyFs& Fs(fuse_req_t req) { return *static_cast<LazyFs*>(fuse_req_userdata(req)); }
 
@@ -82,8 +85,9 @@ struct LazyFs::Impl {
     conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;  // always readdirplus: attrs are free here
     conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;   // contents never change
     conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
-    conn->max_write = kMaxIoSize;  // also raises the kernel's max_pages, so reads can be 1 MiB
-    conn->max_readahead = std::min<unsigned>(conn->max_readahead, kMaxIoSize);
+    // max_write also sets the kernel's max_pages: the size of its read requests.
+    conn->max_write = unsigned(fs.read_size_);
+    conn->max_readahead = std::min<unsigned>(conn->max_readahead, unsigned(fs.read_size_));
     conn->time_gran = 1;
     fs.initialized_ = true;
   }
@@ -400,7 +404,7 @@ struct LazyFs::Impl {
   static bool ReplySpliced(LazyFs& fs, fuse_req_t req, const CachedPath& path, uint32_t node,
                            size_t size, off_t offset) {
     // A fuse_bufvec ends in a one-element array; `more` extends it, as libfuse's examples do.
-    constexpr size_t kMaxExtents = 32;
+    constexpr size_t kMaxExtents = kMaxReplyPieces;
     struct BufVec {
       fuse_bufvec v;
       fuse_buf more[kMaxExtents - 1];
@@ -588,7 +592,12 @@ const fuse_lowlevel_ops& LazyFs::Ops() {
 }
 
 LazyFs::LazyFs(StoreCache& cache, Fetcher& fetcher, LazyStore& lazy, LazyFsOptions options)
-    : cache_(cache), fetcher_(fetcher), lazy_(lazy), options_(options) {}
+    : cache_(cache),
+      fetcher_(fetcher),
+      lazy_(lazy),
+      options_(options),
+      read_size_(options.splice_reads ? ReadSizeForSplicing(kMaxIoSize, kMaxReplyPieces)
+                                      : kMaxIoSize) {}
 
 LazyFs::~LazyFs() { StopInvalidator(); }
 

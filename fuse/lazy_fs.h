@@ -69,6 +69,10 @@ class LazyFs {
   // True once the kernel's INIT was answered (the session is live).
   bool initialized() const { return initialized_; }
 
+  // The largest read the kernel sends (bytes): 1 MiB, or less where a pipe cannot hold a
+  // spliced reply of 1 MiB (fuse/read_size.h). The mount's readahead should be this size.
+  size_t read_size() const { return read_size_; }
+
   // Everything status/xattrs/metrics show.
   std::vector<Figure> Figures();
 
@@ -115,6 +119,7 @@ class LazyFs {
   Fetcher& fetcher_;
   LazyStore& lazy_;
   const LazyFsOptions options_;
+  const size_t read_size_;  // the largest read the kernel sends (fuse/read_size.h)
   Counters counters_;
   std::atomic<bool> initialized_{false};
   bool no_open_ = false;  // set in init when the kernel agreed to FUSE_CAP_NO_OPEN_SUPPORT

@@ -223,7 +223,7 @@ int Serve(const MountCommand& cmd, const StoreSetup& setup, int& ready_fd) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    if (fs.initialized()) RaiseReadahead(mountpoint, 1024);
+    if (fs.initialized()) RaiseReadahead(mountpoint, int(fs.read_size() / 1024));
   });
   // The signal thread: cancel downloads, make the loop exit, wake its main thread.
   const pthread_t main_thread = pthread_self();
