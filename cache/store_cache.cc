@@ -334,6 +334,18 @@ class StoreCacheImpl : public StoreCache {
   std::optional<std::vector<Extent>> Extents(const CachedPath& path, uint32_t node, uint64_t offset,
                                              size_t size, size_t max_extents) override;
   void Evict(std::optional<uint64_t> target_bytes) override;
+  void SetEvictionGuard(std::function<bool(uint64_t id)> in_use,
+                        std::function<void(const CachedPath&)> probe,
+                        double probe_interval_s) override {
+    {
+      std::lock_guard lock(mu_);
+      in_use_ = std::move(in_use);
+    }
+    std::lock_guard lock(listener_mu_);
+    probe_ = std::move(probe);
+    probe_interval_s_ = probe_interval_s;
+  }
+
   void SetEvictionListener(std::function<void(const CachedPath&)> listener) override {
     std::lock_guard lock(listener_mu_);
     listener_ = std::move(listener);
@@ -361,7 +373,8 @@ class StoreCacheImpl : public StoreCache {
     std::shared_ptr<CachedPath> cp;
     uint64_t last_used = 0;
     uint64_t meta_disk = 0;
-    int64_t touched_sec = 0;  // last time the meta file's mtime was set (LRU persistence)
+    int64_t touched_sec = 0;   // last time the meta file's mtime was set (LRU persistence)
+    double probed_at = -1e18;  // steady seconds of the last eviction probe (SetEvictionGuard)
     // Committed but not durable yet: the metadata waits under this name in tmp/ until the
     // durability worker has synced its chunks and renames it into paths/. Empty: in paths/.
     std::string pending_meta;
@@ -477,6 +490,9 @@ class StoreCacheImpl : public StoreCache {
 
   std::mutex listener_mu_;
   std::function<void(const CachedPath&)> listener_;
+  std::function<void(const CachedPath&)> probe_;  // under listener_mu_
+  double probe_interval_s_ = 30;                  // under listener_mu_
+  std::function<bool(uint64_t)> in_use_;          // under mu_
 
   std::mutex durable_mu_;  // guards the durability queue (taken before mu_, never inside it)
   std::condition_variable durable_cv_;       // work queued or stopping
@@ -1272,8 +1288,15 @@ std::unordered_set<std::string> StoreCacheImpl::PinnedLocked() const {
 }
 
 void StoreCacheImpl::EvictTo(uint64_t target, std::string_view exclude) {
-  std::vector<std::shared_ptr<CachedPath>> evicted;
+  std::vector<std::shared_ptr<CachedPath>> evicted, probed;
   uint64_t usage_after;
+  double probe_interval;
+  {
+    std::lock_guard lock(listener_mu_);
+    probe_interval = probe_ ? probe_interval_s_ : -1;
+  }
+  const double now =
+      std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
   {
     std::lock_guard lock(mu_);
     uint64_t avail = UINT64_MAX;
@@ -1282,8 +1305,12 @@ void StoreCacheImpl::EvictTo(uint64_t target, std::string_view exclude) {
       if (::statvfs(dir_.c_str(), &vfs) == 0) avail = uint64_t(vfs.f_bavail) * vfs.f_frsize;
     }
     uint64_t freed = 0;
+    uint64_t probing = 0;  // content bytes of probed paths: counted as if freed
     auto need = [&] {
-      return UsageLocked() > target || (avail != UINT64_MAX && avail + freed < opt_.min_free_bytes);
+      uint64_t usage = UsageLocked();
+      usage = usage > probing ? usage - probing : 0;
+      return usage > target ||
+             (avail != UINT64_MAX && avail + freed + probing < opt_.min_free_bytes);
     };
     if (need()) {
       auto pinned = PinnedLocked();
@@ -1296,6 +1323,15 @@ void StoreCacheImpl::EvictTo(uint64_t target, std::string_view exclude) {
       std::sort(candidates.begin(), candidates.end());
       for (const auto& [used, h] : candidates) {
         if (!need()) break;
+        PathEntry& e = paths_.at(h);
+        if (in_use_ && in_use_(e.cp->id)) {
+          if (probe_interval >= 0 && now - e.probed_at >= probe_interval) {
+            e.probed_at = now;
+            probing += e.cp->meta->content_bytes();
+            probed.push_back(e.cp);
+          }
+          continue;
+        }
         uint64_t before = UsageLocked();
         auto cp = DropLocked(h);
         freed += before - UsageLocked();
@@ -1305,19 +1341,22 @@ void StoreCacheImpl::EvictTo(uint64_t target, std::string_view exclude) {
     }
     usage_after = UsageLocked();
   }
-  if (opt_.max_bytes && usage_after > opt_.max_bytes) {
+  if (opt_.max_bytes && usage_after > opt_.max_bytes && probed.empty()) {
     Log("cache " + dir_ + " is over its budget (" + std::to_string(usage_after) + " > " +
         std::to_string(opt_.max_bytes) +
         " bytes): the remaining paths are in use, pinned or just added" +
         (exclude.empty() ? std::string() : " (store path " + std::string(exclude) + "...)"));
   }
-  std::function<void(const CachedPath&)> listener;
+  std::function<void(const CachedPath&)> listener, probe;
   {
     std::lock_guard lock(listener_mu_);
     listener = listener_;
+    probe = probe_;
   }
   if (listener)
     for (const auto& cp : evicted) listener(*cp);
+  if (probe)
+    for (const auto& cp : probed) probe(*cp);
 }
 
 void StoreCacheImpl::MaybeEvict(std::string_view just_committed) {

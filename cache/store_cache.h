@@ -143,6 +143,17 @@ class StoreCache {
   // Called (outside locks) for each path evicted, so the file system can invalidate it.
   virtual void SetEvictionListener(std::function<void(const CachedPath&)> listener) = 0;
 
+  // What eviction asks before taking a path: `in_use(id)` (called under the cache's lock; it must
+  // not call into the cache) says whether something outside the cache -- the kernel, through
+  // the file system -- still references path `id`. Such a path is not evicted; instead
+  // `probe(path)` is called for it (outside locks, at most once per `probe_interval_s` per path)
+  // so that the referrer can let go of what it no longer uses, and a later eviction may take it.
+  // Its content bytes count as if freed, so that one eviction does not probe the whole cache.
+  // nullptr functions: no guard.
+  virtual void SetEvictionGuard(std::function<bool(uint64_t id)> in_use,
+                                std::function<void(const CachedPath&)> probe,
+                                double probe_interval_s = 30) = 0;
+
   virtual CacheStats Stats() = 0;
 
   // Disk usage as the budget counts it (same as Stats().bytes_used, cheaper).

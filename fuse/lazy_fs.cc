@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <memory>
 
@@ -72,8 +73,8 @@ struct LazyFs::Impl {
     want(FUSE_CAP_READDIRPLUS);
     want(FUSE_CAP_PARALLEL_DIROPS);
     want(FUSE_CAP_ASYNC_READ);
-    // Without eviction nothing needs to know which files are open: let the kernel skip OPEN
-    // and RELEASE round trips altogether (it then keeps the page cache, as keep_cache does).
+    // Let the kernel skip OPEN and RELEASE round trips altogether (it then keeps the page
+    // cache, as keep_cache does); eviction goes by the kernel's lookup counts instead.
     if (!fs.options_.track_open_files && (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT)) {
       conn->want |= FUSE_CAP_NO_OPEN_SUPPORT;
       fs.no_open_ = true;
@@ -334,6 +335,7 @@ struct LazyFs::Impl {
 
   static void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     LazyFs& fs = Fs(req);
+    ++fs.counters_.open_requests;
     if (fs.no_open_ && ino != kRootIno) {
       fuse_reply_err(req, ENOSYS);  // the kernel stops sending OPEN/RELEASE for files
       return;
@@ -654,30 +656,65 @@ std::shared_ptr<CachedPath> LazyFs::LivePath(const PathRef& ref) {
 
 void LazyFs::StartInvalidator(fuse_session* session) {
   session_ = session;
-  cache_.SetEvictionListener([this](const CachedPath& path) {
+  auto queue = [this](const CachedPath& path, bool probe) {
     {
       std::lock_guard lock(inval_mu_);
-      inval_queue_.emplace_back(path.path.base_name(), path.id);
+      inval_queue_.push_back({path.path.base_name(), path.id, probe});
     }
     inval_cv_.notify_one();
-  });
+  };
+  cache_.SetEvictionListener([queue](const CachedPath& path) { queue(path, false); });
+  // A path the kernel still references is not evicted (a process may have a file of it open or
+  // mapped, or be inside it); eviction asks the kernel to drop the path's root entry instead.
+  // What no process uses goes with it (FORGET), and a later eviction takes the path; a path
+  // still in use is looked up again, which marks it recently used.
+  cache_.SetEvictionGuard(
+      [this](uint64_t id) {
+        std::lock_guard lock(mu_);
+        return paths_.count(id) > 0;
+      },
+      [queue](const CachedPath& path) { queue(path, true); });
   invalidator_ = std::thread([this] {
     std::unique_lock lock(inval_mu_);
     while (true) {
       inval_cv_.wait(lock, [&] { return inval_stop_ || !inval_queue_.empty(); });
       if (inval_stop_) return;
-      auto [name, id] = std::move(inval_queue_.front());
-      inval_queue_.pop_front();
-      lock.unlock();
-      // Outside every lock: the kernel may wait for lookups in the root to finish.
-      int rc = fuse_lowlevel_notify_inval_entry(session_, kRootIno, name.data(), name.size());
-      if (rc != 0 && rc != -ENOENT) {
-        NLS_LOG(kDebug) << "invalidating /nix/store/" << name << ": " << std::strerror(-rc);
+      bool probed = false;
+      while (!inval_queue_.empty() && !inval_stop_) {
+        Invalidation inv = std::move(inval_queue_.front());
+        inval_queue_.pop_front();
+        lock.unlock();
+        // Outside every lock: the kernel may wait for lookups in the root to finish.
+        int rc =
+            fuse_lowlevel_notify_inval_entry(session_, kRootIno, inv.name.data(), inv.name.size());
+        if (rc != 0 && rc != -ENOENT) {
+          NLS_LOG(kDebug) << "invalidating /nix/store/" << inv.name << ": " << std::strerror(-rc);
+        }
+        if (inv.probe) {
+          ++counters_.eviction_probes;
+          probed = true;
+          NLS_LOG(kDebug) << "eviction wants /nix/store/" << inv.name
+                          << ", which the kernel holds: its entry was dropped";
+        } else {
+          fuse_lowlevel_notify_inval_inode(session_, MakeIno(inv.id, 0), 0, 0);
+          ++counters_.invalidations;
+          NLS_LOG(kDebug) << "evicted /nix/store/" << inv.name;
+        }
+        lock.lock();
       }
-      fuse_lowlevel_notify_inval_inode(session_, MakeIno(id, 0), 0, 0);
-      ++counters_.invalidations;
-      NLS_LOG(kDebug) << "evicted /nix/store/" << name;
-      lock.lock();
+      if (probed && !inval_stop_) {
+        // Give the kernel a moment to FORGET what no process uses, then evict again (each path
+        // is probed at most once per probe interval, so this ends).
+        inval_cv_.wait_for(lock, std::chrono::milliseconds(200), [&] { return inval_stop_; });
+        if (inval_stop_) return;
+        lock.unlock();
+        try {
+          cache_.Evict();
+        } catch (const std::exception& e) {
+          NLS_LOG(kError) << "evicting after dropping kernel entries: " << e.what();
+        }
+        lock.lock();
+      }
     }
   });
 }
@@ -685,6 +722,7 @@ void LazyFs::StartInvalidator(fuse_session* session) {
 void LazyFs::StopInvalidator() {
   if (!invalidator_.joinable()) return;
   cache_.SetEvictionListener(nullptr);
+  cache_.SetEvictionGuard(nullptr, nullptr);
   {
     std::lock_guard lock(inval_mu_);
     inval_stop_ = true;
@@ -735,6 +773,10 @@ std::vector<Figure> LazyFs::Figures() {
           "Bytes of FUSE reads answered from chunk file descriptors (spliced, no copy).");
   gauge("open_files", counters_.open_files.load(), "Files open through the mount.");
   counter("invalidations", counters_.invalidations.load(), "Kernel entry invalidations sent.");
+  counter("open_requests", counters_.open_requests.load(),
+          "OPEN requests from the kernel (it stops after the first: FUSE_CAP_NO_OPEN_SUPPORT).");
+  counter("eviction_probes", counters_.eviction_probes.load(),
+          "Root entries of paths in kernel use dropped so that eviction may take what is unused.");
   return f;
 }
 

@@ -14,8 +14,15 @@
 // would make it unevictable) so lookups/getattr/readdir inside it never need the cache.
 // Eviction: the cache's listener queues the evicted path; an invalidation thread then tells the
 // kernel to drop the root entry and the path's root inode, so the next use fetches it again.
-// open() of an inode whose path was evicted fetches it again (same id, same inode numbers).
-// Open files count in CachedPath::open_files so eviction skips them.
+// A path the kernel references (lookup count > 0: an open or mapped file, a working directory,
+// or just cached entries) is not evicted: the cache's eviction guard asks the kernel to drop
+// its root entry instead (a "probe"), the kernel FORGETs what no process uses, and a later
+// eviction (200 ms later, or at the next commit) takes it; a path in use is looked up again,
+// which makes it recently used. A read of an inode whose path was evicted anyway fetches it
+// again (same id, same inode numbers).
+// Opens: the kernel is told to skip OPEN/RELEASE (FUSE_CAP_NO_OPEN_SUPPORT); only where it
+// cannot (or with track_open_files) are open files counted in CachedPath::open_files, which
+// eviction skips too.
 #pragma once
 
 #include <atomic>
@@ -42,10 +49,11 @@ namespace nls {
 struct LazyFsOptions {
   double entry_timeout_s = 365.0 * 24 * 3600;  // store contents never change
   double negative_root_timeout_s = 0;          // ENOENT in the root is not cached
-  // Count open files in CachedPath::open_files (needs OPEN/RELEASE round trips). Needed only
-  // when the cache can evict (a byte budget); otherwise the kernel is told to skip opens
-  // (FUSE_CAP_NO_OPEN_SUPPORT), which makes warm reads as fast as a local file system.
-  bool track_open_files = true;
+  // Count open files in CachedPath::open_files (needs OPEN/RELEASE round trips, about 25 us
+  // each here). Off: the kernel is told to skip opens (FUSE_CAP_NO_OPEN_SUPPORT), which makes
+  // warm opens as fast as a local file system's; eviction is kept off paths in use by the
+  // kernel's lookup counts instead. Kernels without that capability always send opens.
+  bool track_open_files = false;
   // Answer reads of verified chunks by splicing from the chunk files (FUSE_CAP_SPLICE_WRITE):
   // one copy fewer than pread + write (docs/architecture.md, "Reads").
   bool splice_reads = true;
@@ -85,7 +93,10 @@ class LazyFs {
     std::atomic<uint64_t> read_bytes{0};
     std::atomic<uint64_t> read_bytes_spliced{0};  // of read_bytes: handed over as chunk fds
     std::atomic<uint64_t> open_files{0};
+    std::atomic<uint64_t> open_requests{
+        0};  // OPENs received (the first, answered ENOSYS, ends them)
     std::atomic<uint64_t> invalidations{0};
+    std::atomic<uint64_t> eviction_probes{0};  // root entries dropped so eviction may proceed
   };
   Counters& counters() { return counters_; }
 
@@ -131,7 +142,12 @@ class LazyFs {
   // Invalidation queue.
   std::mutex inval_mu_;
   std::condition_variable inval_cv_;
-  std::deque<std::pair<std::string, uint64_t>> inval_queue_;  // base name, path id
+  struct Invalidation {
+    std::string name;  // base name in the root
+    uint64_t id = 0;
+    bool probe = false;  // eviction wanted it while the kernel held it: drop the entry only
+  };
+  std::deque<Invalidation> inval_queue_;
   bool inval_stop_ = false;
   fuse_session* session_ = nullptr;
   std::thread invalidator_;

@@ -158,7 +158,6 @@ int Serve(const MountCommand& cmd, const StoreSetup& setup, int& ready_fd) {
   lazy_options.cache_budget_bytes = setup.cache.max_bytes;
   LazyStore lazy(*cache, *fetcher, lazy_options);
   LazyFsOptions fs_options;
-  fs_options.track_open_files = setup.cache.max_bytes > 0;
   LazyFs fs(*cache, *fetcher, lazy, fs_options);
 
   std::string mount_opts = "fsname=nix-lazy-store,subtype=nix-lazy-store,ro,default_permissions";

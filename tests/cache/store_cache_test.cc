@@ -625,6 +625,55 @@ TEST_F(StoreCacheTest, OpenFilesAndHoldersProtect) {
   EXPECT_TRUE(weak.expired());
 }
 
+TEST_F(StoreCacheTest, EvictionGuardProbesPathsInUseInsteadOfEvictingThem) {
+  auto cache = Open();
+  std::vector<uint64_t> ids;
+  for (int i = 1; i <= 3; ++i) {
+    ids.push_back(Add(*cache, test::MakeInfo(Base(i)), SimpleTree(rng_, 1000))->id);
+  }
+  std::set<uint64_t> in_use = {ids[0], ids[1]};  // what "the kernel" still references
+  std::vector<std::string> evicted, probed;
+  cache->SetEvictionListener(
+      [&](const CachedPath& cp) { evicted.push_back(std::string(cp.path.hash_part())); });
+  cache->SetEvictionGuard([&](uint64_t id) { return in_use.count(id) > 0; },
+                          [&](const CachedPath& cp) {
+                            probed.push_back(std::string(cp.path.hash_part()));
+                            cache->Stats();  // called outside the cache's locks
+                          },
+                          /*probe_interval_s=*/3600);
+  cache->Evict(0);
+  EXPECT_EQ(evicted, std::vector<std::string>{test::HashPartFor(3)});
+  EXPECT_EQ(probed, (std::vector<std::string>{test::HashPartFor(1), test::HashPartFor(2)}));
+  EXPECT_NE(cache->Find(test::HashPartFor(1)), nullptr);
+  EXPECT_NE(cache->Find(test::HashPartFor(2)), nullptr);
+  // Probed once per interval: a second eviction does not probe them again.
+  cache->Evict(0);
+  EXPECT_EQ(probed.size(), 2u);
+  // Once the referrer let go of one, eviction takes it.
+  in_use.erase(ids[0]);
+  cache->Evict(0);
+  EXPECT_EQ(evicted.back(), test::HashPartFor(1));
+  EXPECT_NE(cache->Find(test::HashPartFor(2)), nullptr);
+  // Without a guard everything unprotected goes.
+  cache->SetEvictionGuard(nullptr, nullptr);
+  cache->Evict(0);
+  EXPECT_EQ(cache->Find(test::HashPartFor(2)), nullptr);
+}
+
+TEST_F(StoreCacheTest, EvictionGuardProbesOnlyWhatTheTargetNeeds) {
+  opt_.chunking = ChunkerParams::Default();
+  auto cache = Open();
+  for (int i = 1; i <= 4; ++i) Add(*cache, test::MakeInfo(Base(i)), SimpleTree(rng_, 100000));
+  std::vector<std::string> probed;
+  cache->SetEvictionGuard(
+      [](uint64_t) { return true; },
+      [&](const CachedPath& cp) { probed.push_back(std::string(cp.path.hash_part())); });
+  // Freeing about one path's worth: only the least recently used path is probed.
+  cache->Evict(cache->BytesUsed() - 50000);
+  EXPECT_EQ(probed, std::vector<std::string>{test::HashPartFor(1)});
+  EXPECT_EQ(cache->List().size(), 4u);
+}
+
 TEST_F(StoreCacheTest, PathLargerThanBudgetIsServed) {
   opt_.max_bytes = 64 * 1024;
   auto cache = Open();
