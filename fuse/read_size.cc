@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <fstream>
 
 #include "fetch/log.h"
@@ -54,13 +53,9 @@ size_t LargestPipe(size_t want) {
 
 size_t ReadSizeForSplicing(size_t wanted, size_t max_pieces) {
   const size_t page = PageSize();
-  const size_t need = PipeBytesFor(wanted, max_pieces, page);
-  const size_t pipe = LargestPipe(need);
-  // F_SETPIPE_SZ rounds up to a power of two pages: what it gave holds the slots too if it
-  // holds the heuristic's bytes.
-  if (pipe >= need && SpliceableReadSize(wanted, max_pieces, pipe, page) == wanted / page * page)
-    return wanted;
-  size_t fits = SpliceableReadSize(wanted, max_pieces, pipe, page);
+  const size_t pipe = LargestPipe(PipeBytesFor(wanted, max_pieces, page));
+  const size_t fits = SpliceableReadSize(wanted, max_pieces, pipe, page);
+  if (fits == wanted / page * page) return wanted;
   if (fits == 0) {
     NLS_LOG(kInfo) << "pipes are limited to " << pipe << " bytes here: reads of " << wanted
                    << " bytes are copied, not spliced";
