@@ -93,8 +93,8 @@ class LazyFs {
     std::atomic<uint64_t> read_bytes{0};
     std::atomic<uint64_t> read_bytes_spliced{0};  // of read_bytes: handed over as chunk fds
     std::atomic<uint64_t> open_files{0};
-    std::atomic<uint64_t> open_requests{
-        0};  // OPENs received (the first, answered ENOSYS, ends them)
+    // OPENs received (with FUSE_CAP_NO_OPEN_SUPPORT the first, answered ENOSYS, ends them).
+    std::atomic<uint64_t> open_requests{0};
     std::atomic<uint64_t> invalidations{0};
     std::atomic<uint64_t> eviction_probes{0};  // root entries dropped so eviction may proceed
   };
