@@ -771,7 +771,8 @@ std::vector<Figure> LazyFs::Figures() {
   counter("read_bytes", counters_.read_bytes.load(), "Bytes returned by FUSE reads.");
   counter("read_bytes_spliced", counters_.read_bytes_spliced.load(),
           "Bytes of FUSE reads answered from chunk file descriptors (spliced, no copy).");
-  gauge("open_files", counters_.open_files.load(), "Files open through the mount.");
+  gauge("open_files", counters_.open_files.load(),
+        "Files open through the mount, where the kernel sends OPEN (0 once it skips them).");
   counter("invalidations", counters_.invalidations.load(), "Kernel entry invalidations sent.");
   counter("open_requests", counters_.open_requests.load(),
           "OPEN requests from the kernel (it stops after the first: FUSE_CAP_NO_OPEN_SUPPORT).");
