@@ -334,6 +334,7 @@ class StoreCacheImpl : public StoreCache {
   std::optional<std::vector<Extent>> Extents(const CachedPath& path, uint32_t node, uint64_t offset,
                                              size_t size, size_t max_extents) override;
   void Evict(std::optional<uint64_t> target_bytes) override;
+  void EvictIfOver() override { MaybeEvict({}); }
   void SetEvictionGuard(std::function<bool(uint64_t id)> in_use,
                         std::function<void(const CachedPath&)> probe,
                         double probe_interval_s) override {

@@ -140,6 +140,10 @@ class StoreCache {
   // Runs eviction now, down to the low watermark (or to `target_bytes` if given).
   virtual void Evict(std::optional<uint64_t> target_bytes = std::nullopt) = 0;
 
+  // Runs eviction as Commit does: only when usage is above the high watermark (or free space
+  // below its floor). For periodic checks, when paths in use kept a commit's eviction short.
+  virtual void EvictIfOver() = 0;
+
   // Called (outside locks) for each path evicted, so the file system can invalidate it.
   virtual void SetEvictionListener(std::function<void(const CachedPath&)> listener) = 0;
 

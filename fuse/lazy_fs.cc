@@ -677,7 +677,19 @@ void LazyFs::StartInvalidator(fuse_session* session) {
   invalidator_ = std::thread([this] {
     std::unique_lock lock(inval_mu_);
     while (true) {
-      inval_cv_.wait(lock, [&] { return inval_stop_ || !inval_queue_.empty(); });
+      // Every 30 s (the probe interval) without work, eviction runs if the cache is over its
+      // high watermark: paths that were in use at the last commit may be idle now.
+      if (!inval_cv_.wait_for(lock, std::chrono::seconds(30),
+                              [&] { return inval_stop_ || !inval_queue_.empty(); })) {
+        lock.unlock();
+        try {
+          cache_.EvictIfOver();
+        } catch (const std::exception& e) {
+          NLS_LOG(kError) << "periodic eviction: " << e.what();
+        }
+        lock.lock();
+        continue;
+      }
       if (inval_stop_) return;
       bool probed = false;
       while (!inval_queue_.empty() && !inval_stop_) {

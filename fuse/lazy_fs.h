@@ -17,7 +17,8 @@
 // A path the kernel references (lookup count > 0: an open or mapped file, a working directory,
 // or just cached entries) is not evicted: the cache's eviction guard asks the kernel to drop
 // its root entry instead (a "probe"), the kernel FORGETs what no process uses, and a later
-// eviction (200 ms later, or at the next commit) takes it; a path in use is looked up again,
+// eviction (200 ms later, at the next commit, or at the invalidation thread's check every 30 s
+// while the cache is over its high watermark) takes it; a path in use is looked up again,
 // which makes it recently used. A read of an inode whose path was evicted anyway fetches it
 // again (same id, same inode numbers).
 // Opens: the kernel is told to skip OPEN/RELEASE (FUSE_CAP_NO_OPEN_SUPPORT); only where it

@@ -674,6 +674,28 @@ TEST_F(StoreCacheTest, EvictionGuardProbesOnlyWhatTheTargetNeeds) {
   EXPECT_EQ(cache->List().size(), 4u);
 }
 
+TEST_F(StoreCacheTest, EvictIfOverTakesWhatWasInUseAtCommit) {
+  opt_.chunking = ChunkerParams::Default();
+  opt_.max_bytes = 500 * 1024;
+  opt_.high_watermark = 0.9;
+  opt_.low_watermark = 0.6;
+  auto cache = Open();
+  bool held = true;  // "the kernel" holds every path while they are added
+  cache->SetEvictionGuard([&](uint64_t) { return held; }, [](const CachedPath&) {});
+  for (int i = 1; i <= 5; ++i) Add(*cache, test::MakeInfo(Base(i)), SimpleTree(rng_, 100000));
+  ASSERT_GT(cache->BytesUsed(), uint64_t(0.9 * opt_.max_bytes));
+  EXPECT_EQ(cache->Stats().evictions, 0u);
+  cache->EvictIfOver();  // still held
+  EXPECT_EQ(cache->Stats().evictions, 0u);
+  held = false;  // idle now
+  cache->EvictIfOver();
+  EXPECT_GT(cache->Stats().evictions, 0u);
+  EXPECT_LE(cache->BytesUsed(), uint64_t(0.6 * opt_.max_bytes));
+  const uint64_t evictions = cache->Stats().evictions;
+  cache->EvictIfOver();  // under the high watermark: nothing to do
+  EXPECT_EQ(cache->Stats().evictions, evictions);
+}
+
 TEST_F(StoreCacheTest, PathLargerThanBudgetIsServed) {
   opt_.max_bytes = 64 * 1024;
   auto cache = Open();
