@@ -676,18 +676,22 @@ void LazyFs::StartInvalidator(fuse_session* session) {
       [queue](const CachedPath& path) { queue(path, true); });
   invalidator_ = std::thread([this] {
     std::unique_lock lock(inval_mu_);
+    // Runs an eviction outside the queue's lock (it may queue more).
+    auto evict = [&](auto&& run, const char* what) {
+      lock.unlock();
+      try {
+        run();
+      } catch (const std::exception& e) {
+        NLS_LOG(kError) << what << ": " << e.what();
+      }
+      lock.lock();
+    };
     while (true) {
       // Every 30 s (the probe interval) without work, eviction runs if the cache is over its
       // high watermark: paths that were in use at the last commit may be idle now.
       if (!inval_cv_.wait_for(lock, std::chrono::seconds(30),
                               [&] { return inval_stop_ || !inval_queue_.empty(); })) {
-        lock.unlock();
-        try {
-          cache_.EvictIfOver();
-        } catch (const std::exception& e) {
-          NLS_LOG(kError) << "periodic eviction: " << e.what();
-        }
-        lock.lock();
+        evict([&] { cache_.EvictIfOver(); }, "periodic eviction");
         continue;
       }
       if (inval_stop_) return;
@@ -719,13 +723,7 @@ void LazyFs::StartInvalidator(fuse_session* session) {
         // is probed at most once per probe interval, so this ends).
         inval_cv_.wait_for(lock, std::chrono::milliseconds(200), [&] { return inval_stop_; });
         if (inval_stop_) return;
-        lock.unlock();
-        try {
-          cache_.Evict();
-        } catch (const std::exception& e) {
-          NLS_LOG(kError) << "evicting after dropping kernel entries: " << e.what();
-        }
-        lock.lock();
+        evict([&] { cache_.Evict(); }, "evicting after dropping kernel entries");
       }
     }
   });

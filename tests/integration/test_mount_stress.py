@@ -3,6 +3,7 @@ path), SIGKILL of the daemon mid-download and remount on the same cache (then fs
 eviction under a small --cache-size, and the prefetch / gc / fsck subcommands."""
 
 import collections
+import contextlib
 import json
 import os
 import subprocess
@@ -93,7 +94,10 @@ def test_sigkill_mid_download_then_remount_and_fsck():
               cp.stderr)
 
 
-def test_eviction_with_small_cache_keeps_files_readable():
+@contextlib.contextmanager
+def mount_with_budget(size):
+    """(closure, host walk, namespace, LazyStore): the stress closure from a file:// cache,
+    mounted with --cache-size SIZE."""
     setup_module()
     c = CLOSURE
     host = mountlib.walk_host(c["closure"])
@@ -101,80 +105,78 @@ def test_eviction_with_small_cache_keeps_files_readable():
         cache, _, pub = nlstest.signed_cache(d, c["closure"])
         with nlstest.MountNamespace() as ns, nlstest.LazyStore(
                 ns, substituters=["file://" + cache], cache_dir=os.path.join(d, "cache"),
-                trusted_keys=[pub], extra_args=["--cache-size", "6M"]) as ls:
-            for round_ in range(2):
-                mounted = mountlib.walk_ns(ns, c["closure"])
-                diffs = mountlib.compare_walks(host, mounted)
-                check(not diffs, "round %d: every file reads correctly under a 6 MiB cache (%s)"
-                      % (round_, "; ".join(diffs[:3])))
-            x = mountlib.xattrs_ns(ns)
-            check(int(x["user.nix-lazy-store.evictions"]) > 0,
-                  "paths were evicted (%s)" % x["user.nix-lazy-store.evictions"])
-            # Paths the kernel still held were not evicted under it: their root entries were
-            # dropped (probes), and what no process used went at the next eviction.
-            check(int(x["user.nix-lazy-store.eviction_probes"]) > 0,
-                  "eviction probed paths the kernel held (%s)"
-                  % x["user.nix-lazy-store.eviction_probes"])
-            check(mountlib.wait_until(lambda: int(mountlib.xattrs_ns(ns)[
-                "user.nix-lazy-store.bytes_cached"]) <= 6 * 1024 * 1024 * 1.2, 10),
-                "the cache stays near its budget (%s bytes)"
-                % mountlib.xattrs_ns(ns)["user.nix-lazy-store.bytes_cached"])
-            # A budget no longer costs a round trip per open: the kernel skips OPEN/RELEASE.
-            check(int(x["user.nix-lazy-store.open_requests"]) <= 4,
-                  "opens do not reach the daemon under a budget (%s OPEN requests)"
-                  % x["user.nix-lazy-store.open_requests"])
-            cp = ns.run([c["hello"] + "/bin/hello"])
-            check("Hello" in cp.stdout, "hello still runs after evictions")
-            # A file kept open across evictions stays readable.
-            script = ("import sys,hashlib\nf=open(sys.argv[1],'rb')\na=f.read(4096)\n"
-                      "import subprocess\nsubprocess.run(['python3',sys.argv[2],'data']+sys.argv[3:],"
-                      "stdout=subprocess.DEVNULL,check=True)\nf.seek(0)\n"
-                      "print(hashlib.sha256(f.read()).hexdigest())")
-            blob = c["data"] + "/share/blob.bin"
-            cp = ns.run(["python3", "-c", script, blob, mountlib.walk_script()] + c["closure"])
-            check(cp.stdout.strip() == host[blob]["sha256"],
-                  "a file open while other paths churn through the cache reads correctly")
-            check("%s was evicted while in use" % c["data"] not in ls.log(),
-                  "and its path was not evicted while the file was open")
-            check("ERROR" not in ls.log(), "no errors logged")
+                trusted_keys=[pub], extra_args=["--cache-size", size]) as ls:
+            yield c, host, ns, ls
+
+
+def test_eviction_with_small_cache_keeps_files_readable():
+    with mount_with_budget("6M") as (c, host, ns, ls):
+        for round_ in range(2):
+            mounted = mountlib.walk_ns(ns, c["closure"])
+            diffs = mountlib.compare_walks(host, mounted)
+            check(not diffs, "round %d: every file reads correctly under a 6 MiB cache (%s)"
+                  % (round_, "; ".join(diffs[:3])))
+        x = mountlib.xattrs_ns(ns)
+        check(int(x["user.nix-lazy-store.evictions"]) > 0,
+              "paths were evicted (%s)" % x["user.nix-lazy-store.evictions"])
+        # Paths the kernel still held were not evicted under it: their root entries were
+        # dropped (probes), and what no process used went at the next eviction.
+        check(int(x["user.nix-lazy-store.eviction_probes"]) > 0,
+              "eviction probed paths the kernel held (%s)"
+              % x["user.nix-lazy-store.eviction_probes"])
+        check(mountlib.wait_until(lambda: int(mountlib.xattrs_ns(ns)[
+            "user.nix-lazy-store.bytes_cached"]) <= 6 * 1024 * 1024 * 1.2, 10),
+            "the cache stays near its budget (%s bytes)"
+            % mountlib.xattrs_ns(ns)["user.nix-lazy-store.bytes_cached"])
+        # A budget no longer costs a round trip per open: the kernel skips OPEN/RELEASE.
+        check(int(x["user.nix-lazy-store.open_requests"]) <= 4,
+              "opens do not reach the daemon under a budget (%s OPEN requests)"
+              % x["user.nix-lazy-store.open_requests"])
+        cp = ns.run([c["hello"] + "/bin/hello"])
+        check("Hello" in cp.stdout, "hello still runs after evictions")
+        # A file kept open across evictions stays readable.
+        script = ("import sys,hashlib\nf=open(sys.argv[1],'rb')\na=f.read(4096)\n"
+                  "import subprocess\nsubprocess.run(['python3',sys.argv[2],'data']+sys.argv[3:],"
+                  "stdout=subprocess.DEVNULL,check=True)\nf.seek(0)\n"
+                  "print(hashlib.sha256(f.read()).hexdigest())")
+        blob = c["data"] + "/share/blob.bin"
+        cp = ns.run(["python3", "-c", script, blob, mountlib.walk_script()] + c["closure"])
+        check(cp.stdout.strip() == host[blob]["sha256"],
+              "a file open while other paths churn through the cache reads correctly")
+        check("%s was evicted while in use" % c["data"] not in ls.log(),
+              "and its path was not evicted while the file was open")
+        check("ERROR" not in ls.log(), "no errors logged")
 
 
 def test_concurrent_walkers_under_a_tiny_budget():
     """Four walkers at once, three rounds, a 3 MiB budget (less than the closure) and a file held
     open: eviction, probes and re-fetches race with lookups and reads; every byte must be right."""
-    setup_module()
-    c = CLOSURE
-    host = mountlib.walk_host(c["closure"])
-    with nlstest.tmpdir() as d:
-        cache, _, pub = nlstest.signed_cache(d, c["closure"])
-        with nlstest.MountNamespace() as ns, nlstest.LazyStore(
-                ns, substituters=["file://" + cache], cache_dir=os.path.join(d, "cache"),
-                trusted_keys=[pub], extra_args=["--cache-size", "3M"]) as ls:
-            blob = c["data"] + "/share/blob.bin"
-            holder = ns.popen(
-                ["python3", "-c", "import sys,hashlib\nf=open(sys.argv[1],'rb')\nf.read(10)\n"
-                 "sys.stdin.readline()\nf.seek(0)\nprint(hashlib.sha256(f.read()).hexdigest())",
-                 blob], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-            for round_ in range(3):
-                procs = [ns.popen(["python3", mountlib.walk_script(), "data"] + c["closure"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                         for _ in range(4)]
-                outs = [p.communicate(timeout=300) for p in procs]
-                check([p.returncode for p in procs] == [0] * 4,
-                      "round %d: the four walkers finished" % round_)
-                diffs = [mountlib.compare_walks(host, json.loads(o[0])) for o in outs]
-                check(not any(diffs), "round %d: every walker read every file correctly (%s)"
-                      % (round_, "; ".join(sum(diffs, [])[:3])))
-            out, _ = holder.communicate("\n", timeout=60)
-            check(out.strip() == host[blob]["sha256"], "the file held open reads correctly")
-            x = mountlib.xattrs_ns(ns)
-            # Everything is in use most of the time here, so what eviction did is mostly probes.
-            check(int(x["user.nix-lazy-store.eviction_probes"]) > 0,
-                  "eviction probed paths in use (%s; %s evicted)"
-                  % (x["user.nix-lazy-store.eviction_probes"],
-                     x["user.nix-lazy-store.evictions"]))
-            check(x["user.nix-lazy-store.errors"] == "0", "no errors counted")
-            check("ERROR" not in ls.log(), "no errors logged")
+    with mount_with_budget("3M") as (c, host, ns, ls):
+        blob = c["data"] + "/share/blob.bin"
+        holder = ns.popen(
+            ["python3", "-c", "import sys,hashlib\nf=open(sys.argv[1],'rb')\nf.read(10)\n"
+             "sys.stdin.readline()\nf.seek(0)\nprint(hashlib.sha256(f.read()).hexdigest())",
+             blob], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for round_ in range(3):
+            procs = [ns.popen(["python3", mountlib.walk_script(), "data"] + c["closure"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                     for _ in range(4)]
+            outs = [p.communicate(timeout=300) for p in procs]
+            check([p.returncode for p in procs] == [0] * 4,
+                  "round %d: the four walkers finished" % round_)
+            diffs = [mountlib.compare_walks(host, json.loads(o[0])) for o in outs]
+            check(not any(diffs), "round %d: every walker read every file correctly (%s)"
+                  % (round_, "; ".join(sum(diffs, [])[:3])))
+        out, _ = holder.communicate("\n", timeout=60)
+        check(out.strip() == host[blob]["sha256"], "the file held open reads correctly")
+        x = mountlib.xattrs_ns(ns)
+        # Everything is in use most of the time here, so what eviction did is mostly probes.
+        check(int(x["user.nix-lazy-store.eviction_probes"]) > 0,
+              "eviction probed paths in use (%s; %s evicted)"
+              % (x["user.nix-lazy-store.eviction_probes"],
+                 x["user.nix-lazy-store.evictions"]))
+        check(x["user.nix-lazy-store.errors"] == "0", "no errors counted")
+        check("ERROR" not in ls.log(), "no errors logged")
 
 
 def test_prefetch_gc_fsck_commands():
