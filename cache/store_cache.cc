@@ -1322,8 +1322,18 @@ void StoreCacheImpl::EvictTo(uint64_t target, std::string_view exclude) {
         candidates.emplace_back(e.last_used, h);
       }
       std::sort(candidates.begin(), candidates.end());
-      for (const auto& [used, h] : candidates) {
-        if (!need()) break;
+      auto evict = [&](const std::string& h) {
+        uint64_t before = UsageLocked();
+        auto cp = DropLocked(h);
+        freed += before - UsageLocked();
+        ++evictions_;
+        evicted.push_back(std::move(cp));
+      };
+      // Least recently used first; paths the guard says are in use are probed, not evicted.
+      std::vector<std::string> in_use;
+      size_t i = 0;
+      for (; i < candidates.size() && need(); ++i) {
+        const std::string& h = candidates[i].second;
         PathEntry& e = paths_.at(h);
         if (in_use_ && in_use_(e.cp->id)) {
           if (probe_interval >= 0 && now - e.probed_at >= probe_interval) {
@@ -1331,14 +1341,26 @@ void StoreCacheImpl::EvictTo(uint64_t target, std::string_view exclude) {
             probing += e.cp->meta->content_bytes();
             probed.push_back(e.cp);
           }
+          in_use.push_back(h);
           continue;
         }
-        uint64_t before = UsageLocked();
-        auto cp = DropLocked(h);
-        freed += before - UsageLocked();
-        ++evictions_;
-        evicted.push_back(std::move(cp));
+        evict(h);
       }
+      // Below the free-space floor the guard gives way: the other paths go first, then those
+      // in use (their readers fetch them again). A full disk would fail every fetch.
+      auto below_floor = [&] { return avail != UINT64_MAX && avail + freed < opt_.min_free_bytes; };
+      for (; i < candidates.size() && below_floor(); ++i) {
+        const std::string& h = candidates[i].second;
+        if (in_use_ && in_use_(paths_.at(h).cp->id)) {
+          in_use.push_back(h);
+        } else {
+          evict(h);
+        }
+      }
+      for (size_t k = 0; k < in_use.size() && below_floor(); ++k) evict(in_use[k]);
+      std::erase_if(probed, [&](const std::shared_ptr<CachedPath>& cp) {
+        return !paths_.count(std::string(cp->path.hash_part()));  // evicted after all
+      });
     }
     usage_after = UsageLocked();
   }

@@ -153,7 +153,8 @@ class StoreCache {
   // `probe(path)` is called for it (outside locks, at most once per `probe_interval_s` per path)
   // so that the referrer can let go of what it no longer uses, and a later eviction may take it.
   // Its content bytes count as if freed, so that one eviction does not probe the whole cache.
-  // nullptr functions: no guard.
+  // Below the free-space floor (min_free_bytes) the guard gives way: paths in use are evicted
+  // too, after the others. nullptr functions: no guard.
   virtual void SetEvictionGuard(std::function<bool(uint64_t id)> in_use,
                                 std::function<void(const CachedPath&)> probe,
                                 double probe_interval_s = 30) = 0;

@@ -27,6 +27,8 @@ const char kMountHelp[] =
     "                              (default /etc/nix/nix.conf when it exists)\n"
     "  --cache-dir DIR             local cache (default /var/cache/nix-lazy-store)\n"
     "  --cache-size SIZE           disk budget of the cache, e.g. 20G (default unlimited)\n"
+    "  --min-free-space SIZE       evict (paths in use too) to keep this much free on the\n"
+    "                              cache's file system (default 0: no floor)\n"
     "  --pin STORE-PATH            keep this path and its closure cached; repeatable\n"
     "  --negative-ttl SECONDS      remember absent paths this long (default 2)\n"
     "  --prefetch-references      fetch the references of fetched paths in the background\n"
@@ -44,7 +46,7 @@ const char kPrefetchHelp[] =
     "Fills the cache directory with the closures of the given store paths.\n"
     "\n"
     "Options: --substituter, --trusted-public-key, --no-require-sigs, --nix-conf, --cache-dir,\n"
-    "  --cache-size, --pin, --negative-ttl, --log-level (as for mount), and\n"
+    "  --cache-size, --min-free-space, --pin, --negative-ttl, --log-level (as for mount), and\n"
     "  --jobs N                    parallel downloads (default 4)\n"
     "  --help                      show this text\n";
 
@@ -151,6 +153,8 @@ bool StoreOption(ArgReader& r, const std::string& name, const std::optional<std:
     if (s.cache_dir.empty()) throw UsageError(p + "--cache-dir needs a directory");
   } else if (name == "--cache-size") {
     s.cache_size = ParseSizeArg(p, name, r.Value(name, value));
+  } else if (name == "--min-free-space") {
+    s.min_free_space = ParseSizeArg(p, name, r.Value(name, value));
   } else if (name == "--pin") {
     s.pins.push_back(StorePathArgument(r.Value(name, value)));
   } else if (name == "--negative-ttl") {

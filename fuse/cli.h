@@ -30,7 +30,8 @@ struct StoreOptions {
   std::optional<std::string> nix_conf;  // --nix-conf FILE (default: /etc/nix/nix.conf if it exists)
   std::string cache_dir = "/var/cache/nix-lazy-store";  // --cache-dir
   uint64_t cache_size = 0;                              // --cache-size SIZE (0 = unlimited)
-  std::vector<std::string> pins;                        // --pin STORE-PATH (repeatable), base names
+  uint64_t min_free_space = 0;    // --min-free-space SIZE: free space kept on the cache's disk
+  std::vector<std::string> pins;  // --pin STORE-PATH (repeatable), base names
   // --negative-ttl SECONDS; when absent, nix.conf's narinfo-cache-negative-ttl, else 2 s.
   std::optional<double> negative_ttl_s;
   bool prefetch_references = true;    // --[no-]prefetch-references

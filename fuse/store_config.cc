@@ -63,6 +63,7 @@ StoreSetup BuildStoreSetup(const StoreOptions& options, const std::string& defau
 
   setup.cache.dir = options.cache_dir;
   setup.cache.max_bytes = options.cache_size;
+  setup.cache.min_free_bytes = options.min_free_space;
   setup.cache.pins = options.pins;
   return setup;
 }

@@ -91,6 +91,8 @@ TEST(CliTest, MountEveryOption) {
   EXPECT_EQ(m.mountpoint, "/mnt/store");
   EXPECT_TRUE(
       Mount({"--no-prefetch-references", "--prefetch-references", "/m"}).store.prefetch_references);
+  EXPECT_EQ(Mount({"/m"}).store.min_free_space, 0u);
+  EXPECT_EQ(Mount({"--min-free-space", "5G", "/m"}).store.min_free_space, 5ull << 30);
 }
 
 TEST(CliTest, MountErrors) {
@@ -101,6 +103,8 @@ TEST(CliTest, MountErrors) {
   EXPECT_NE(UsageMessage({"mount", "/a", "--substituter"}).find("--substituter needs a value"),
             std::string::npos);
   EXPECT_NE(UsageMessage({"mount", "--cache-size", "lots", "/a"}).find("--cache-size"),
+            std::string::npos);
+  EXPECT_NE(UsageMessage({"mount", "--min-free-space", "lots", "/a"}).find("--min-free-space"),
             std::string::npos);
   EXPECT_NE(UsageMessage({"mount", "--negative-ttl", "-1", "/a"}).find("--negative-ttl"),
             std::string::npos);

@@ -95,9 +95,9 @@ def test_sigkill_mid_download_then_remount_and_fsck():
 
 
 @contextlib.contextmanager
-def mount_with_budget(size):
+def mount_with_budget(size, extra_args=()):
     """(closure, host walk, namespace, LazyStore): the stress closure from a file:// cache,
-    mounted with --cache-size SIZE."""
+    mounted with --cache-size SIZE (none if SIZE is None) and extra_args."""
     setup_module()
     c = CLOSURE
     host = mountlib.walk_host(c["closure"])
@@ -105,7 +105,8 @@ def mount_with_budget(size):
         cache, _, pub = nlstest.signed_cache(d, c["closure"])
         with nlstest.MountNamespace() as ns, nlstest.LazyStore(
                 ns, substituters=["file://" + cache], cache_dir=os.path.join(d, "cache"),
-                trusted_keys=[pub], extra_args=["--cache-size", size]) as ls:
+                trusted_keys=[pub],
+                extra_args=(["--cache-size", size] if size else []) + list(extra_args)) as ls:
             yield c, host, ns, ls
 
 
@@ -176,6 +177,28 @@ def test_concurrent_walkers_under_a_tiny_budget():
               % (x["user.nix-lazy-store.eviction_probes"],
                  x["user.nix-lazy-store.evictions"]))
         check(x["user.nix-lazy-store.errors"] == "0", "no errors counted")
+        check("ERROR" not in ls.log(), "no errors logged")
+
+
+def test_free_space_floor_evicts_even_paths_in_use():
+    """--min-free-space larger than the disk: every commit evicts everything else, paths in use
+    included; readers fetch them again and get the right bytes."""
+    with mount_with_budget(None, ["--min-free-space", "100000T"]) as (c, host, ns, ls):
+        blob = c["data"] + "/share/blob.bin"
+        holder = ns.popen(
+            ["python3", "-c", "import sys,hashlib\nf=open(sys.argv[1],'rb')\nf.read(10)\n"
+             "sys.stdin.readline()\nf.seek(0)\nprint(hashlib.sha256(f.read()).hexdigest())",
+             blob], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        mounted = mountlib.walk_ns(ns, c["closure"])
+        diffs = mountlib.compare_walks(host, mounted)
+        check(not diffs, "every file reads correctly (%s)" % "; ".join(diffs[:3]))
+        # One more fetch (hello was evicted by the later ones): its commit evicts the rest.
+        ns.run([c["hello"] + "/bin/hello"])
+        cached = ns.run(["ls", "/nix/store"]).stdout.split()
+        check(os.path.basename(c["data"]) not in cached,
+              "the held file's path was evicted although in use (cached: %s)" % cached)
+        out, _ = holder.communicate("\n", timeout=60)
+        check(out.strip() == host[blob]["sha256"], "the file held open still reads correctly")
         check("ERROR" not in ls.log(), "no errors logged")
 
 
