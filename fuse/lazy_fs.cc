@@ -26,6 +26,9 @@ constexpr size_t kMaxIoSize = 1 << 20;
 constexpr size_t kSmallReply = 2 * 4096;  // libfuse splices replies of at least two pages
 // A spliced reply has at most this many pieces (chunk file extents); one with more is copied.
 constexpr size_t kMaxReplyPieces = 16;
+// Eviction probes a path in kernel use at most this often; the invalidation thread checks the
+// budget this often when idle.
+constexpr std::chrono::seconds kProbeInterval{30};
 
 LazyFs& Fs(fuse_req_t req) { return *static_cast<LazyFs*>(fuse_req_userdata(req)); }
 
@@ -75,7 +78,7 @@ struct LazyFs::Impl {
     want(FUSE_CAP_ASYNC_READ);
     // Let the kernel skip OPEN and RELEASE round trips altogether (it then keeps the page
     // cache, as keep_cache does); eviction goes by the kernel's lookup counts instead.
-    if (!fs.options_.track_open_files && (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT)) {
+    if (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) {
       conn->want |= FUSE_CAP_NO_OPEN_SUPPORT;
       fs.no_open_ = true;
     }
@@ -673,7 +676,8 @@ void LazyFs::StartInvalidator(fuse_session* session) {
         std::lock_guard lock(mu_);
         return paths_.count(id) > 0;
       },
-      [queue](const CachedPath& path) { queue(path, true); });
+      [queue](const CachedPath& path) { queue(path, true); },
+      std::chrono::duration<double>(kProbeInterval).count());
   invalidator_ = std::thread([this] {
     std::unique_lock lock(inval_mu_);
     // Runs an eviction outside the queue's lock (it may queue more).
@@ -687,9 +691,9 @@ void LazyFs::StartInvalidator(fuse_session* session) {
       lock.lock();
     };
     while (true) {
-      // Every 30 s (the probe interval) without work, eviction runs if the cache is over its
-      // high watermark: paths that were in use at the last commit may be idle now.
-      if (!inval_cv_.wait_for(lock, std::chrono::seconds(30),
+      // Every probe interval without work, eviction runs if the cache is over its high
+      // watermark: paths that were in use at the last commit may be idle now.
+      if (!inval_cv_.wait_for(lock, kProbeInterval,
                               [&] { return inval_stop_ || !inval_queue_.empty(); })) {
         evict([&] { cache_.EvictIfOver(); }, "periodic eviction");
         continue;

@@ -22,8 +22,7 @@
 // which makes it recently used. A read of an inode whose path was evicted anyway fetches it
 // again (same id, same inode numbers).
 // Opens: the kernel is told to skip OPEN/RELEASE (FUSE_CAP_NO_OPEN_SUPPORT); only where it
-// cannot (or with track_open_files) are open files counted in CachedPath::open_files, which
-// eviction skips too.
+// cannot are open files counted in CachedPath::open_files, which eviction skips too.
 #pragma once
 
 #include <atomic>
@@ -50,11 +49,6 @@ namespace nls {
 struct LazyFsOptions {
   double entry_timeout_s = 365.0 * 24 * 3600;  // store contents never change
   double negative_root_timeout_s = 0;          // ENOENT in the root is not cached
-  // Count open files in CachedPath::open_files (needs OPEN/RELEASE round trips, about 25 us
-  // each here). Off: the kernel is told to skip opens (FUSE_CAP_NO_OPEN_SUPPORT), which makes
-  // warm opens as fast as a local file system's; eviction is kept off paths in use by the
-  // kernel's lookup counts instead. Kernels without that capability always send opens.
-  bool track_open_files = false;
   // Answer reads of verified chunks by splicing from the chunk files (FUSE_CAP_SPLICE_WRITE):
   // one copy fewer than pread + write (docs/architecture.md, "Reads").
   bool splice_reads = true;

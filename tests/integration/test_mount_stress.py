@@ -110,6 +110,15 @@ def mount_with_budget(size, extra_args=()):
             yield c, host, ns, ls
 
 
+def hold_open(ns, path):
+    """A process in the namespace that opens `path`, reads a little and waits; on a line on its
+    stdin it reads the whole file and prints its SHA-256."""
+    return ns.popen(
+        ["python3", "-c", "import sys,hashlib\nf=open(sys.argv[1],'rb')\nf.read(10)\n"
+         "sys.stdin.readline()\nf.seek(0)\nprint(hashlib.sha256(f.read()).hexdigest())",
+         path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
 def test_eviction_with_small_cache_keeps_files_readable():
     with mount_with_budget("6M") as (c, host, ns, ls):
         for round_ in range(2):
@@ -154,10 +163,7 @@ def test_concurrent_walkers_under_a_tiny_budget():
     open: eviction, probes and re-fetches race with lookups and reads; every byte must be right."""
     with mount_with_budget("3M") as (c, host, ns, ls):
         blob = c["data"] + "/share/blob.bin"
-        holder = ns.popen(
-            ["python3", "-c", "import sys,hashlib\nf=open(sys.argv[1],'rb')\nf.read(10)\n"
-             "sys.stdin.readline()\nf.seek(0)\nprint(hashlib.sha256(f.read()).hexdigest())",
-             blob], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        holder = hold_open(ns, blob)
         for round_ in range(3):
             procs = [ns.popen(["python3", mountlib.walk_script(), "data"] + c["closure"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -168,7 +174,7 @@ def test_concurrent_walkers_under_a_tiny_budget():
             diffs = [mountlib.compare_walks(host, json.loads(o[0])) for o in outs]
             check(not any(diffs), "round %d: every walker read every file correctly (%s)"
                   % (round_, "; ".join(sum(diffs, [])[:3])))
-        out, _ = holder.communicate("\n", timeout=60)
+        out = holder.communicate("\n", timeout=60)[0]
         check(out.strip() == host[blob]["sha256"], "the file held open reads correctly")
         x = mountlib.xattrs_ns(ns)
         # Everything is in use most of the time here, so what eviction did is mostly probes.
@@ -185,10 +191,7 @@ def test_free_space_floor_evicts_even_paths_in_use():
     included; readers fetch them again and get the right bytes."""
     with mount_with_budget(None, ["--min-free-space", "100000T"]) as (c, host, ns, ls):
         blob = c["data"] + "/share/blob.bin"
-        holder = ns.popen(
-            ["python3", "-c", "import sys,hashlib\nf=open(sys.argv[1],'rb')\nf.read(10)\n"
-             "sys.stdin.readline()\nf.seek(0)\nprint(hashlib.sha256(f.read()).hexdigest())",
-             blob], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        holder = hold_open(ns, blob)
         mounted = mountlib.walk_ns(ns, c["closure"])
         diffs = mountlib.compare_walks(host, mounted)
         check(not diffs, "every file reads correctly (%s)" % "; ".join(diffs[:3]))
@@ -197,7 +200,7 @@ def test_free_space_floor_evicts_even_paths_in_use():
         cached = ns.run(["ls", "/nix/store"]).stdout.split()
         check(os.path.basename(c["data"]) not in cached,
               "the held file's path was evicted although in use (cached: %s)" % cached)
-        out, _ = holder.communicate("\n", timeout=60)
+        out = holder.communicate("\n", timeout=60)[0]
         check(out.strip() == host[blob]["sha256"], "the file held open still reads correctly")
         check("ERROR" not in ls.log(), "no errors logged")
 
