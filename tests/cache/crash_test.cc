@@ -215,11 +215,23 @@ void CrashRounds(bool sync, int rounds, uint64_t seed) {
   std::mt19937_64 rng(seed);
   size_t checked = 0;
   for (int round = 0; round < rounds; ++round) {
+    // The child first adds a pinned anchor path, waits until it is durable and reports on
+    // `ready`; the random delay before the kill starts then. The anchor must survive the kill.
+    // (A delay from the fork alone killed every round before the first sync on a loaded CI
+    // machine, and nothing was checked.)
+    const uint64_t anchor = 10000000 + round;
+    opt.pins = {BaseName(anchor)};
+    int ready[2];
+    ASSERT_EQ(::pipe(ready), 0);
     pid_t child = fork();
     ASSERT_GE(child, 0);
     if (child == 0) {
+      ::close(ready[0]);
       try {
         auto cache = StoreCache::Open(opt);
+        test::Add(*cache, test::MakeInfo(BaseName(anchor)), TreeFor(anchor));
+        cache->WaitDurable();
+        if (::write(ready[1], "x", 1) != 1) _exit(4);
         std::mt19937_64 r(seed * 100 + round);
         for (uint64_t i = 0;; ++i) {
           uint64_t n = round * 100000 + i;
@@ -237,13 +249,18 @@ void CrashRounds(bool sync, int rounds, uint64_t seed) {
         _exit(2);
       }
     }
-    ::usleep(useconds_t(20000 + rng() % (sync ? 600000 : 300000)));
+    ::close(ready[1]);
+    char byte;
+    ASSERT_EQ(::read(ready[0], &byte, 1), 1) << "the child died before its anchor was durable";
+    ::close(ready[0]);
+    ::usleep(useconds_t(rng() % (sync ? 600000 : 300000)));
     ASSERT_EQ(::kill(child, SIGKILL), 0);
     int status = 0;
     ASSERT_EQ(::waitpid(child, &status, 0), child);
     ASSERT_TRUE(WIFSIGNALED(status)) << "child exited early with " << WEXITSTATUS(status);
     {
       auto cache = StoreCache::Open(opt);
+      EXPECT_NE(cache->Find(test::HashPartFor(anchor)), nullptr) << "round " << round;
       for (const StorePath& p : cache->List()) {
         auto n = IndexOf(p);
         ASSERT_TRUE(n);
