@@ -102,14 +102,14 @@ TEST_F(FetcherTest, NoSubstitutersMeansNothingFound) {
 TEST_F(FetcherTest, NegativeResultsExpireAfterTtl) {
   TestCache cache(tmp_.path() + "/c");
   FetchOptions o = Options({cache.url()});
-  o.negative_ttl_s = 0.3;
+  o.negative_ttl_s = 1;  // long enough that Add below finishes within it on a loaded machine
   auto fetcher = Fetcher::Create(o);
   std::string hp = TestCache::HashPart("late");
   EXPECT_EQ(fetcher->Query(hp), nullptr);
   cache.Add("late", SampleTree(), &key_);
   EXPECT_EQ(fetcher->Query(hp), nullptr);  // remembered as absent
   EXPECT_EQ(fetcher->Stats().narinfo_requests, 1u);
-  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
   EXPECT_NE(fetcher->Query(hp), nullptr);
   EXPECT_EQ(fetcher->Stats().narinfo_requests, 2u);
   // Positive results stay cached.
