@@ -12,12 +12,14 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <ctime>
 #include <deque>
+#include <exception>
 #include <iostream>
 #include <mutex>
 #include <thread>
@@ -163,6 +165,85 @@ std::vector<std::string> ListDir(const std::string& path) {
   }
   ::closedir(d);
   return names;
+}
+
+// A chunk file found at start-up (Recover).
+struct ChunkOnDisk {
+  uint64_t size, disk;
+};
+
+// What one subdirectory of chunks/ holds: its valid chunk files, and the problems found (files
+// that do not belong there, or with fsck chunks whose contents do not match their name; both
+// removed).
+struct ChunkDirScan {
+  std::optional<uint8_t> prefix;  // unset: not a chunk subdirectory (left alone)
+  std::vector<std::pair<ChunkId, ChunkOnDisk>> chunks;
+  std::vector<std::string> problems;
+  bool unrepaired = false;  // a removal failed
+};
+
+ChunkDirScan ScanChunkDir(const std::string& chunks_dir, const std::string& sub, bool fsck) {
+  ChunkDirScan scan;
+  const std::string subdir = chunks_dir + "/" + sub;
+  auto prefix = ChunkId::FromHex(sub + std::string(30, '0'));
+  if (sub.size() != 2 || !prefix) {
+    scan.problems.push_back("unexpected entry " + subdir + " (left alone)");
+    return scan;
+  }
+  scan.prefix = prefix->bytes[0];
+  UniqueFd dir(::open(subdir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir.get() < 0) ThrowSys("opening " + subdir);
+  for (const auto& name : ListDir(subdir)) {
+    auto id = ChunkId::FromHex(name);
+    struct stat st;
+    // Relative to the directory: no walk of the whole path per chunk.
+    if (!id || name.substr(0, 2) != sub ||
+        ::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) {
+      scan.problems.push_back("removing unexpected file " + subdir + "/" + name);
+      if (::unlinkat(dir.get(), name.c_str(), 0) != 0) scan.unrepaired = true;
+      continue;
+    }
+    if (fsck) {
+      auto data = ReadFile(subdir + "/" + name);
+      if (!data || ChunkId::Of(*data) != *id) {
+        scan.problems.push_back("chunk " + subdir + "/" + name +
+                                " is corrupt (contents do not match its XXH3-128 name); removed");
+        if (::unlinkat(dir.get(), name.c_str(), 0) != 0) scan.unrepaired = true;
+        continue;
+      }
+    }
+    scan.chunks.emplace_back(*id, ChunkOnDisk{uint64_t(st.st_size), DiskBytes(st)});
+  }
+  return scan;
+}
+
+// Scans every subdirectory of `chunks_dir` (in the order listed), several at once: after a
+// reboot the scan mostly waits for inode reads, and fsck hashes every chunk. Returns the scans
+// in order, so that the problems are reported as a single thread would.
+std::vector<ChunkDirScan> ScanChunkDirs(const std::string& chunks_dir, bool fsck) {
+  const std::vector<std::string> subs = ListDir(chunks_dir);
+  std::vector<ChunkDirScan> scans(subs.size());
+  std::atomic<size_t> next{0};
+  std::mutex error_mu;
+  std::exception_ptr error;
+  auto work = [&] {
+    for (size_t i; (i = next++) < subs.size();) {
+      try {
+        scans[i] = ScanChunkDir(chunks_dir, subs[i], fsck);
+      } catch (...) {
+        std::lock_guard lock(error_mu);
+        if (!error) error = std::current_exception();
+      }
+    }
+  };
+  const size_t threads =
+      std::min<size_t>({subs.size(), 16, std::max<size_t>(4, std::thread::hardware_concurrency())});
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  if (error) std::rethrow_exception(error);
+  return scans;
 }
 
 void PutLe(std::string& out, uint64_t v, int bytes) {
@@ -612,41 +693,19 @@ void StoreCacheImpl::Recover(bool fsck) {
     }
     ++tmp_removed;
   }
-  // 2. Chunk files on disk.
-  struct OnDisk {
-    uint64_t size, disk;
-    bool ok = true;
-  };
-  std::unordered_map<ChunkId, OnDisk, ChunkIdHash> on_disk;
-  for (const auto& sub : ListDir(dir_ + "/chunks")) {
-    std::string subdir = dir_ + "/chunks/" + sub;
-    auto prefix = ChunkId::FromHex(sub + std::string(30, '0'));
-    if (sub.size() != 2 || !prefix) {
-      Problem("unexpected entry " + subdir + " (left alone)");
-      continue;
-    }
-    subdir_made_[prefix->bytes[0]] = true;
-    for (const auto& name : ListDir(subdir)) {
-      std::string p = subdir + "/" + name;
-      auto id = ChunkId::FromHex(name);
-      struct stat st;
-      if (!id || name.substr(0, 2) != sub || ::lstat(p.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
-        Problem("removing unexpected file " + p);
-        if (::unlink(p.c_str()) != 0) unrepaired_ = true;
-        continue;
-      }
-      OnDisk d{uint64_t(st.st_size), DiskBytes(st)};
-      if (fsck) {
-        auto data = ReadFile(p);
-        if (!data || ChunkId::Of(*data) != *id) {
-          Problem("chunk " + p + " is corrupt (contents do not match its XXH3-128 name); removed");
-          if (::unlink(p.c_str()) != 0) unrepaired_ = true;
-          continue;
-        }
-      }
-      on_disk.emplace(*id, d);
-    }
+  // 2. Chunk files on disk (ScanChunkDirs).
+  std::vector<ChunkDirScan> scans = ScanChunkDirs(dir_ + "/chunks", fsck);
+  size_t found = 0;
+  for (const ChunkDirScan& scan : scans) found += scan.chunks.size();
+  std::unordered_map<ChunkId, ChunkOnDisk, ChunkIdHash> on_disk(found);
+  chunks_.reserve(found);
+  for (const ChunkDirScan& scan : scans) {
+    if (scan.prefix) subdir_made_[*scan.prefix] = true;
+    for (const std::string& what : scan.problems) Problem(what);
+    unrepaired_ = unrepaired_ || scan.unrepaired;
+    for (const auto& [id, d] : scan.chunks) on_disk.emplace(id, d);
   }
+  scans.clear();
   // 3. Metadata files: each must decode and reference only chunks present with the right size.
   std::vector<std::pair<int64_t, std::string>> by_mtime;
   for (const auto& name : ListDir(dir_ + "/paths")) {

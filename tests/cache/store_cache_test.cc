@@ -828,10 +828,20 @@ TEST_F(StoreCacheTest, FsckRepairsAndReports) {
   fs::permissions(c2, fs::perms::owner_write, fs::perm_options::add);
   std::ofstream(c2, std::ios::in | std::ios::out | std::ios::binary).put('!');
   fs::remove(c3);
+  // Strays: a file that is not a chunk in a chunk directory (removed), and a directory that is
+  // not a chunk directory (reported, left alone).
+  const std::string stray = fs::path(c2).parent_path().string() + "/stray";
+  std::ofstream(stray).put('x');
+  fs::create_directory(opt_.dir + "/chunks/zz");
   report.clear();
   EXPECT_TRUE(Fsck(opt_, rep));
   std::string all;
   for (const auto& l : report) all += l + "\n";
+  EXPECT_NE(all.find("removing unexpected file " + stray), std::string::npos) << all;
+  EXPECT_FALSE(fs::exists(stray));
+  EXPECT_NE(all.find("unexpected entry " + opt_.dir + "/chunks/zz (left alone)"), std::string::npos)
+      << all;
+  fs::remove(opt_.dir + "/chunks/zz");
   EXPECT_NE(all.find(test::HashPartFor(1)), std::string::npos) << all;
   EXPECT_NE(all.find(c2), std::string::npos) << all;
   EXPECT_NE(all.find(test::HashPartFor(2)), std::string::npos) << all;
