@@ -432,6 +432,18 @@ class StoreCacheImpl : public StoreCache {
     std::lock_guard lock(listener_mu_);
     listener_ = std::move(listener);
   }
+  void SetListingListener(std::function<void()> listener) override {
+    std::lock_guard lock(listener_mu_);
+    listing_listener_ = std::move(listener);
+  }
+  void ListingChanged() {
+    std::function<void()> listener;
+    {
+      std::lock_guard lock(listener_mu_);
+      listener = listing_listener_;
+    }
+    if (listener) listener();
+  }
   CacheStats Stats() override;
   uint64_t BytesUsed() override {
     std::lock_guard lock(mu_);
@@ -573,6 +585,7 @@ class StoreCacheImpl : public StoreCache {
   std::mutex listener_mu_;
   std::function<void(const CachedPath&)> listener_;
   std::function<void(const CachedPath&)> probe_;  // under listener_mu_
+  std::function<void()> listing_listener_;        // under listener_mu_
   double probe_interval_s_ = 30;                  // under listener_mu_
   std::function<bool(uint64_t)> in_use_;          // under mu_
 
@@ -1189,6 +1202,7 @@ std::shared_ptr<CachedPath> StoreCacheImpl::CommitPath(PathWriterImpl& w) {
     }
     durable_cv_.notify_one();
   }
+  ListingChanged();
   MaybeEvict(hash);
   return cp;
 }
@@ -1437,6 +1451,7 @@ void StoreCacheImpl::EvictTo(uint64_t target, std::string_view exclude) {
   }
   if (listener)
     for (const auto& cp : evicted) listener(*cp);
+  if (!evicted.empty()) ListingChanged();
   if (probe)
     for (const auto& cp : probed) probe(*cp);
 }
@@ -1529,7 +1544,10 @@ void StoreCacheImpl::Corrupt(const CachedPath& path, uint32_t node, const ChunkR
     }
   }
   ForgetChunk(chunk.id);
-  if (dropped) ++refetches_;
+  if (dropped) {
+    ++refetches_;
+    ListingChanged();
+  }
   std::string msg = "cached file " + FilePath(path, node) + ": chunk " + chunk.id.ToHex() + " " +
                     why + "; store path " + path.path.base_name() +
                     " dropped from the cache, fetch it again";

@@ -147,6 +147,11 @@ class StoreCache {
   // Called (outside locks) for each path evicted, so the file system can invalidate it.
   virtual void SetEvictionListener(std::function<void(const CachedPath&)> listener) = 0;
 
+  // Called (outside the cache's locks, on the thread that made the change) after what List()
+  // returns changed: a path was committed, evicted, or dropped because a chunk failed
+  // verification. Each Commit calls it before the eviction that commit may start.
+  virtual void SetListingListener(std::function<void()> listener) = 0;
+
   // What eviction asks before taking a path: `in_use(id)` (called under the cache's lock; it must
   // not call into the cache) says whether something outside the cache -- the kernel, through
   // the file system -- still references path `id`. Such a path is not evicted; instead

@@ -32,16 +32,6 @@ constexpr std::chrono::seconds kProbeInterval{30};
 
 LazyFs& Fs(fuse_req_t req) { return *static_cast<LazyFs*>(fuse_req_userdata(req)); }
 
-// A directory listing snapshot of the root (taken at opendir).
-struct RootDirHandle {
-  struct Entry {
-    std::string name;
-    uint64_t ino;
-    mode_t mode;
-  };
-  std::vector<Entry> entries;
-};
-
 struct OpenFile {
   std::mutex mu;
   std::shared_ptr<CachedPath> path;
@@ -49,6 +39,19 @@ struct OpenFile {
 };
 
 }  // namespace
+
+// What readdir of the root returns, for one version of the cache's listing.
+struct LazyFs::RootListing {
+  struct Entry {
+    std::string name;
+    uint64_t ino;
+    mode_t mode;
+    off_t cookie;  // the entry's offset: its path's id + 2 (after "." and "..")
+  };
+  uint64_t version = 0;
+  struct stat root_stat;
+  std::vector<Entry> entries;  // by cookie
+};
 
 struct LazyFs::Impl {
   static fuse_entry_param Entry(LazyFs& fs, const PathMeta& meta, uint64_t path_id, uint32_t node) {
@@ -82,12 +85,21 @@ struct LazyFs::Impl {
       conn->want |= FUSE_CAP_NO_OPEN_SUPPORT;
       fs.no_open_ = true;
     }
+    // Likewise OPENDIR and RELEASEDIR: every directory is then opened with keep_cache and
+    // cache_readdir, the root too, whose cached listing ListingChanged() keeps current.
+    if (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) {
+      conn->want |= FUSE_CAP_NO_OPENDIR_SUPPORT;
+      fs.no_opendir_ = true;
+    }
     if (fs.options_.splice_reads && (conn->capable & FUSE_CAP_SPLICE_WRITE)) {
       conn->want |= FUSE_CAP_SPLICE_WRITE;
       fs.splice_ = true;
     }
     conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;  // always readdirplus: attrs are free here
-    conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;   // contents never change
+    // The kernel then compares a directory's mtime with that of its cached listing at each
+    // readdir from the start: how a new root listing reaches it. Store paths' mtimes never
+    // change, so their page cache and listings stay.
+    want(FUSE_CAP_AUTO_INVAL_DATA);
     conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
     // max_write also sets the kernel's max_pages: the size of its read requests.
     conn->max_write = unsigned(fs.read_size_);
@@ -171,8 +183,9 @@ struct LazyFs::Impl {
   static void GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
     LazyFs& fs = Fs(req);
     if (ino == kRootIno) {
-      struct stat st = RootAttr();
-      // Constant (0555, root, mtime 1): default_permissions checks it on every path walk.
+      // Kept by the kernel (default_permissions checks it on every path walk) until the
+      // listing changes (ListingChanged).
+      struct stat st = fs.RootStat();
       fuse_reply_attr(req, &st, fs.options_.entry_timeout_s);
       return;
     }
@@ -205,48 +218,28 @@ struct LazyFs::Impl {
 
   static void OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     LazyFs& fs = Fs(req);
-    if (ino == kRootIno) {
-      auto handle = std::make_unique<RootDirHandle>();
-      try {
-        for (const StorePath& sp : fs.cache_.List()) {
-          uint64_t id = fs.cache_.IdFor(sp);
-          auto cached = fs.cache_.FindById(id);
-          if (!cached) continue;  // evicted meanwhile
-          const auto& root = cached->meta->node(0);
-          mode_t mode = root.type == PathMeta::Type::kDirectory ? S_IFDIR
-                        : root.type == PathMeta::Type::kRegular ? S_IFREG
-                                                                : S_IFLNK;
-          handle->entries.push_back({sp.base_name(), MakeIno(id, 0), mode});
-        }
-      } catch (const std::exception& e) {
-        NLS_LOG(kError) << "listing the cache: " << e.what();
-        ReplyIoError(fs, req);
-        return;
-      }
-      fi->fh = reinterpret_cast<uint64_t>(handle.release());
-      fuse_reply_open(req, fi);
-      return;
-    }
-    auto path = fs.PathOf(ino);
-    if (!path) {
-      fuse_reply_err(req, ESTALE);
+    ++fs.counters_.opendir_requests;
+    if (fs.no_opendir_) {
+      // The kernel agreed to FUSE_CAP_NO_OPENDIR_SUPPORT: this answer ends OPENDIR requests.
+      fuse_reply_err(req, ENOSYS);
       return;
     }
     fi->fh = 0;
+    if (ino == kRootIno) {
+      fuse_reply_open(req, fi);  // not cached: the listing changes with every fetch
+      return;
+    }
+    if (!fs.PathOf(ino)) {
+      fuse_reply_err(req, ESTALE);
+      return;
+    }
     fi->cache_readdir = 1;
     fi->keep_cache = 1;
     fuse_reply_open(req, fi);
   }
 
-  static void ReleaseDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-    if (ino == kRootIno && fi->fh) {
-      std::unique_ptr<RootDirHandle> handle(reinterpret_cast<RootDirHandle*>(fi->fh));
-    }
-    fuse_reply_err(req, 0);
-  }
-
   static void ReadDirCommon(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
-                            fuse_file_info* fi, bool plus) {
+                            fuse_file_info*, bool plus) {
     LazyFs& fs = Fs(req);
     size = std::min(size, kMaxIoSize);
     std::vector<char> buf(size);
@@ -274,24 +267,31 @@ struct LazyFs::Impl {
     };
 
     if (ino == kRootIno) {
-      auto* handle = reinterpret_cast<RootDirHandle*>(fi->fh);
-      const off_t total = 2 + static_cast<off_t>(handle ? handle->entries.size() : 0);
-      for (off_t k = std::max<off_t>(offset, 0); k < total; ++k) {
-        struct stat st;
-        std::memset(&st, 0, sizeof(st));
-        const char* name;
-        if (k < 2) {
-          st = RootAttr();
-          name = k == 0 ? "." : "..";
-        } else {
-          const auto& entry = handle->entries[k - 2];
-          st.st_ino = entry.ino;
-          st.st_mode = entry.mode;
-          name = entry.name.c_str();
+      std::shared_ptr<const RootListing> listing;
+      try {
+        listing = fs.CurrentRootListing();
+      } catch (const std::exception& e) {
+        NLS_LOG(kError) << "listing the cache: " << e.what();
+        ReplyIoError(fs, req);
+        return;
+      }
+      bool full = false;
+      for (off_t k = std::max<off_t>(offset, 0); k < 2 && !full; ++k) {
+        full = !add(k == 0 ? "." : "..", listing->root_stat, k + 1, nullptr);
+      }
+      // Then the paths, by cookie (id + 2 > 1): an offset stays valid while paths come and go.
+      auto it = std::upper_bound(listing->entries.begin(), listing->entries.end(), offset,
+                                 [](off_t o, const RootListing::Entry& e) { return o < e.cookie; });
+      if (!full) {
+        for (; it != listing->entries.end(); ++it) {
+          struct stat st;
+          std::memset(&st, 0, sizeof(st));
+          st.st_ino = it->ino;
+          st.st_mode = it->mode;
+          // No lookup reference is handed out for root entries (ino 0 in readdirplus):
+          // listing the store must not pin every cached path.
+          if (!add(it->name.c_str(), st, it->cookie, nullptr)) break;
         }
-        // No lookup reference is handed out for root entries (ino 0 in readdirplus): listing
-        // the store must not pin every cached path.
-        if (!add(name, st, k + 1, nullptr)) break;
       }
       fuse_reply_buf(req, buf.data(), used);
       return;
@@ -584,7 +584,6 @@ const fuse_lowlevel_ops& LazyFs::Ops() {
     o.opendir = Impl::OpenDir;
     o.readdir = Impl::ReadDir;
     o.readdirplus = Impl::ReadDirPlus;
-    o.releasedir = Impl::ReleaseDir;
     o.open = Impl::Open;
     o.read = Impl::Read;
     o.release = Impl::Release;
@@ -602,9 +601,67 @@ LazyFs::LazyFs(StoreCache& cache, Fetcher& fetcher, LazyStore& lazy, LazyFsOptio
       lazy_(lazy),
       options_(options),
       read_size_(options.splice_reads ? ReadSizeForSplicing(kMaxIoSize, kMaxReplyPieces)
-                                      : kMaxIoSize) {}
+                                      : kMaxIoSize),
+      root_mtime_ns_(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count()) {}
 
 LazyFs::~LazyFs() { StopInvalidator(); }
+
+struct stat LazyFs::RootStat() const {
+  struct stat st = RootAttr();
+  const int64_t ns = root_mtime_ns_.load();
+  st.st_mtim = {time_t(ns / 1000000000), long(ns % 1000000000)};
+  st.st_ctim = st.st_mtim;
+  return st;
+}
+
+std::shared_ptr<const LazyFs::RootListing> LazyFs::CurrentRootListing() {
+  // The kernel may cache what is returned from here on: a later change must reach it.
+  root_listed_ = true;
+  const uint64_t version = listing_version_.load();
+  {
+    std::lock_guard lock(root_mu_);
+    if (root_listing_ && root_listing_->version == version) return root_listing_;
+  }
+  auto listing = std::make_shared<RootListing>();
+  listing->version = version;
+  listing->root_stat = RootStat();
+  for (const StorePath& sp : cache_.List()) {
+    const uint64_t id = cache_.IdFor(sp);
+    auto cached = cache_.FindById(id);
+    if (!cached) continue;  // evicted meanwhile
+    const auto type = cached->meta->node(0).type;
+    const mode_t mode = type == PathMeta::Type::kDirectory ? S_IFDIR
+                        : type == PathMeta::Type::kRegular ? S_IFREG
+                                                           : S_IFLNK;
+    listing->entries.push_back({sp.base_name(), MakeIno(id, 0), mode, off_t(id + 2)});
+  }
+  std::sort(
+      listing->entries.begin(), listing->entries.end(),
+      [](const RootListing::Entry& a, const RootListing::Entry& b) { return a.cookie < b.cookie; });
+  std::lock_guard lock(root_mu_);
+  if (!root_listing_ || root_listing_->version <= version) root_listing_ = listing;
+  return listing;
+}
+
+void LazyFs::ListingChanged() {
+  // A strictly later mtime for the root, then a new version of the listing.
+  const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  int64_t prev = root_mtime_ns_.load();
+  while (!root_mtime_ns_.compare_exchange_weak(prev, std::max(now, prev + 1))) {
+  }
+  ++listing_version_;
+  // Where the kernel caches the root's listing (no OPENDIR), it reads it again once it sees
+  // the root's new mtime, but it keeps the root's attributes for a year: drop them. Attributes
+  // only: that takes no lock in the kernel, so any thread may do it, one serving a LOOKUP in
+  // the root included (a fetch commits there), before its reply.
+  if (no_opendir_ && root_listed_.exchange(false)) {
+    fuse_lowlevel_notify_inval_inode(session_, kRootIno, -1, 0);
+  }
+}
 
 std::shared_ptr<const LazyFs::PathRef> LazyFs::Ref(const CachedPath& path, uint64_t n) {
   std::lock_guard lock(mu_);
@@ -667,6 +724,7 @@ void LazyFs::StartInvalidator(fuse_session* session) {
     inval_cv_.notify_one();
   };
   cache_.SetEvictionListener([queue](const CachedPath& path) { queue(path, false); });
+  cache_.SetListingListener([this] { ListingChanged(); });
   // A path the kernel still references is not evicted (a process may have a file of it open or
   // mapped, or be inside it); eviction asks the kernel to drop the path's root entry instead.
   // What no process uses goes with it (FORGET), and a later eviction takes the path; a path
@@ -737,6 +795,7 @@ void LazyFs::StopInvalidator() {
   if (!invalidator_.joinable()) return;
   cache_.SetEvictionListener(nullptr);
   cache_.SetEvictionGuard(nullptr, nullptr);
+  cache_.SetListingListener(nullptr);
   {
     std::lock_guard lock(inval_mu_);
     inval_stop_ = true;
@@ -790,6 +849,9 @@ std::vector<Figure> LazyFs::Figures() {
   counter("invalidations", counters_.invalidations.load(), "Kernel entry invalidations sent.");
   counter("open_requests", counters_.open_requests.load(),
           "OPEN requests from the kernel (it stops after the first: FUSE_CAP_NO_OPEN_SUPPORT).");
+  counter("opendir_requests", counters_.opendir_requests.load(),
+          "OPENDIR requests from the kernel (it stops after the first: "
+          "FUSE_CAP_NO_OPENDIR_SUPPORT).");
   counter("eviction_probes", counters_.eviction_probes.load(),
           "Root entries of paths in kernel use dropped so that eviction may take what is unused.");
   return f;

@@ -4,7 +4,9 @@
 // at once; a cached path is served; any other is fetched through LazyStore (blocking only that
 // request). ENOENT replies in the root are not cached by the kernel, so a path pushed later
 // appears once the fetcher's negative TTL has passed. Fetch failures give EIO (logged by
-// LazyStore). readdir of the root lists the paths in the local cache.
+// LazyStore). readdir of the root lists the paths in the local cache; the kernel caches that
+// listing too (no OPENDIR), so each change gives the root a new mtime and drops the kernel's
+// root attributes (ListingChanged), and the kernel reads the listing again.
 // Inside store paths everything is immutable: entries, attributes, negative entries and page
 // cache are kept by the kernel for a year (entry/attr timeouts, keep_cache, cache_readdir,
 // FUSE_CAP_CACHE_SYMLINKS).
@@ -22,8 +24,11 @@
 // which makes it recently used. A read of an inode whose path was evicted anyway fetches it
 // again (same id, same inode numbers).
 // Opens: the kernel is told to skip OPEN/RELEASE (FUSE_CAP_NO_OPEN_SUPPORT); only where it
-// cannot are open files counted in CachedPath::open_files, which eviction skips too.
+// cannot are open files counted in CachedPath::open_files, which eviction skips too. Likewise
+// OPENDIR/RELEASEDIR (FUSE_CAP_NO_OPENDIR_SUPPORT).
 #pragma once
+
+#include <sys/stat.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -90,6 +95,8 @@ class LazyFs {
     std::atomic<uint64_t> open_files{0};
     // OPENs received (with FUSE_CAP_NO_OPEN_SUPPORT the first, answered ENOSYS, ends them).
     std::atomic<uint64_t> open_requests{0};
+    // OPENDIRs received (likewise, with FUSE_CAP_NO_OPENDIR_SUPPORT).
+    std::atomic<uint64_t> opendir_requests{0};
     std::atomic<uint64_t> invalidations{0};
     std::atomic<uint64_t> eviction_probes{0};  // root entries dropped so eviction may proceed
   };
@@ -120,6 +127,15 @@ class LazyFs {
   // The cached path (its chunks readable now), fetched again if it was evicted; nullptr if no
   // substituter has it any more.
   std::shared_ptr<CachedPath> LivePath(const PathRef& ref);
+  // The root's listing: the cached paths, in the order of their ids (stable offsets).
+  struct RootListing;
+  std::shared_ptr<const RootListing> CurrentRootListing();
+  // The root's attributes: constant but for mtime (and ctime), the time its listing last
+  // changed, or the mount's start.
+  struct stat RootStat() const;
+  // The cache's listing listener: a new root mtime and listing version, and where the kernel
+  // caches the root's listing, its root attributes invalidated.
+  void ListingChanged();
 
   StoreCache& cache_;
   Fetcher& fetcher_;
@@ -128,11 +144,18 @@ class LazyFs {
   const size_t read_size_;  // the largest read the kernel sends (fuse/read_size.h)
   Counters counters_;
   std::atomic<bool> initialized_{false};
-  bool no_open_ = false;  // set in init when the kernel agreed to FUSE_CAP_NO_OPEN_SUPPORT
-  bool splice_ = false;   // set in init when reads may be answered by splicing
+  bool no_open_ = false;     // set in init when the kernel agreed to FUSE_CAP_NO_OPEN_SUPPORT
+  bool no_opendir_ = false;  // ... and to FUSE_CAP_NO_OPENDIR_SUPPORT
+  bool splice_ = false;      // set in init when reads may be answered by splicing
 
   std::mutex mu_;
   std::unordered_map<uint64_t, PathEntry> paths_;
+  // Root listing.
+  std::atomic<int64_t> root_mtime_ns_;
+  std::atomic<uint64_t> listing_version_{1};
+  std::atomic<bool> root_listed_{false};  // a root listing was served since the last change
+  std::mutex root_mu_;
+  std::shared_ptr<const RootListing> root_listing_;  // the latest built, under root_mu_
 
   // Invalidation queue.
   std::mutex inval_mu_;

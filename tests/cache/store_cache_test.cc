@@ -596,6 +596,45 @@ TEST_F(StoreCacheTest, LruOrderSurvivesRestart) {
   EXPECT_EQ(evicted[0], test::HashPartFor(1));
 }
 
+// The listing listener sees every change of List(), after it happened, outside the cache's
+// locks; the path a commit adds is listed before the eviction that commit starts.
+TEST_F(StoreCacheTest, ListingListenerSeesCommitsAndEvictions) {
+  opt_.max_bytes = 1 << 20;
+  auto cache = Open();
+  std::vector<size_t> listed;  // List().size() at each call
+  cache->SetListingListener([&] { listed.push_back(cache->List().size()); });
+  Add(*cache, test::MakeInfo(Base(1)), SimpleTree(rng_, 100000));
+  ASSERT_EQ(listed, std::vector<size_t>{1});
+  Add(*cache, test::MakeInfo(Base(1)), SimpleTree(rng_, 100000));  // same path again
+  ASSERT_EQ(listed, (std::vector<size_t>{1, 1}));
+  // Add paths until one takes the cache over its budget: that commit calls the listener with
+  // its path listed, then once more after the eviction it started.
+  bool evicted = false;
+  for (int i = 2; i < 40 && !evicted; ++i) {
+    const size_t before = listed.size(), paths = cache->List().size();
+    Add(*cache, test::MakeInfo(Base(i)), SimpleTree(rng_, 100000));
+    ASSERT_GE(listed.size(), before + 1);
+    EXPECT_EQ(listed[before], paths + 1);
+    if (listed.size() == before + 2) {
+      evicted = true;
+      EXPECT_LT(listed[before + 1], paths + 1);
+      EXPECT_EQ(listed[before + 1], cache->List().size());
+    } else {
+      EXPECT_EQ(listed.size(), before + 1);
+    }
+  }
+  ASSERT_TRUE(evicted);
+  const size_t before = listed.size();
+  cache->Evict(0);
+  ASSERT_EQ(listed.size(), before + 1);
+  EXPECT_EQ(listed.back(), 0u);
+  cache->Evict(0);  // nothing left to evict: no change, no call
+  EXPECT_EQ(listed.size(), before + 1);
+  cache->SetListingListener(nullptr);
+  Add(*cache, test::MakeInfo(Base(50)), SimpleTree(rng_, 1000));
+  EXPECT_EQ(listed.size(), before + 1);
+}
+
 TEST_F(StoreCacheTest, PinsProtectTheirClosure) {
   opt_.pins = {Base(1)};
   auto cache = Open();
@@ -736,9 +775,13 @@ TEST_F(StoreCacheTest, CorruptChunkThrowsAndDropsPath) {
     f.put('\x5a' ^ t["bin/prog"].data[cp->meta->chunk_offsets(prog)[2] + 10]);
   }
   std::string buf(100, '\0');
+  int listing_changes = 0;
+  cache->SetListingListener([&] { ++listing_changes; });
   // Chunk 0 reads fine; the corrupt one throws.
   EXPECT_EQ(cache->Read(*cp, prog, 0, buf), 100u);
+  EXPECT_EQ(listing_changes, 0);
   EXPECT_THROW(cache->Read(*cp, prog, cp->meta->chunk_offsets(prog)[2], buf), IntegrityError);
+  EXPECT_EQ(listing_changes, 1);  // the path was dropped
   EXPECT_EQ(cache->Find(test::HashPartFor(1)), nullptr);
   EXPECT_EQ(cache->Stats().refetches, 1u);
   EXPECT_FALSE(fs::exists(file));

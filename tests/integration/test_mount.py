@@ -90,6 +90,43 @@ def test_late_push_appears_within_negative_ttl():
                 check(cp.stdout == f.read(), "the late path's contents match")
 
 
+def test_root_listing_follows_fetches():
+    """Directory opens do not reach the daemon, so the kernel keeps the root's listing too:
+    every fetch must reach it (through the root's mtime)."""
+    setup_module()
+    c = CLOSURE
+    with nlstest.tmpdir() as d:
+        cache, _, pub = nlstest.signed_cache(d, c["closure"])
+        with nlstest.MountNamespace() as ns, nlstest.LazyStore(
+                ns, substituters=["file://" + cache], cache_dir=os.path.join(d, "cache"),
+                trusted_keys=[pub], extra_args=["--no-prefetch-references"]):
+            def listing():
+                return set(ns.run(["ls", "-a", "/nix/store"]).stdout.split()) - {".", ".."}
+
+            def mtime_ns():
+                return int(ns.run(["python3", "-c", "import os\n"
+                                   "print(os.stat('/nix/store').st_mtime_ns)"]).stdout)
+
+            check(listing() == set(), "the root of an empty cache lists nothing")
+            seen, mtime = set(), mtime_ns()
+            for p in [c["data"], c["hello"], c["glibc"]]:
+                check(mountlib.stat_errno_ns(ns, p) == 0, "%s is served" % os.path.basename(p))
+                seen.add(os.path.basename(p))
+                got = listing()
+                check(got == seen, "then the root lists exactly the cached paths (%s)"
+                      % sorted(got))
+                now = mtime_ns()
+                check(now > mtime, "and the root's mtime moved on (%d > %d)" % (now, mtime))
+                mtime = now
+            walked = mountlib.walk_ns(ns, [c["data"], c["hello"], c["glibc"]])
+            check(len(walked) > 3, "a walk of the three paths opens their directories (%d "
+                  "entries)" % len(walked))
+            x = mountlib.xattrs_ns(ns)
+            check(int(x["user.nix-lazy-store.opendir_requests"]) <= 1,
+                  "directory opens do not reach the daemon (%s OPENDIR requests)"
+                  % x["user.nix-lazy-store.opendir_requests"])
+
+
 def test_tampered_nar_is_eio_and_not_cached():
     setup_module()
     c = CLOSURE

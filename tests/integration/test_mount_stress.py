@@ -195,6 +195,11 @@ def test_free_space_floor_evicts_even_paths_in_use():
         mounted = mountlib.walk_ns(ns, c["closure"])
         diffs = mountlib.compare_walks(host, mounted)
         check(not diffs, "every file reads correctly (%s)" % "; ".join(diffs[:3]))
+        # Read the held file (fetched again if it was evicted), then list the root: the kernel
+        # keeps that listing, and the eviction below must reach it.
+        ns.run(["sh", "-c", "cat %s > /dev/null" % blob])
+        before = ns.run(["ls", "/nix/store"]).stdout.split()
+        check(os.path.basename(c["data"]) in before, "the held file's path is listed")
         # One more fetch (hello was evicted by the later ones): its commit evicts the rest.
         ns.run([c["hello"] + "/bin/hello"])
         cached = ns.run(["ls", "/nix/store"]).stdout.split()
