@@ -102,12 +102,21 @@ def nar_sha256_ns(ns, path):
     return "sha256:" + b32
 
 
+def build_unique_paths(tag, count):
+    """`count` tiny fresh store paths (files), built now by real Nix. Returns their store
+    paths."""
+    expr = ('builtins.genList (i: builtins.derivation { name = "nls-late-%s-${toString i}"; '
+            'system = builtins.currentSystem; builder = "/bin/sh"; '
+            'args = [ "-c" "echo %s ${toString i} > $out" ]; }) %d' % (tag, tag, count))
+    cp = nlstest.run(["nix-build", "--no-out-link", "--option", "sandbox", "false", "-E", expr])
+    paths = cp.stdout.strip().splitlines()[-count:]
+    assert len(paths) == count and all(p.startswith("/nix/store/") for p in paths), paths
+    return paths
+
+
 def build_unique_path(tag):
     """A tiny fresh store path (a file), built now by real Nix. Returns its store path."""
-    expr = ('builtins.derivation { name = "nls-late-%s"; system = builtins.currentSystem; '
-            'builder = "/bin/sh"; args = [ "-c" "echo %s > $out" ]; }' % (tag, tag))
-    cp = nlstest.run(["nix-build", "--no-out-link", "--option", "sandbox", "false", "-E", expr])
-    return cp.stdout.strip().splitlines()[-1]
+    return build_unique_paths(tag, 1)[0]
 
 
 def wait_until(cond, timeout, interval=0.05):

@@ -96,7 +96,10 @@ def test_root_listing_follows_fetches():
     setup_module()
     c = CLOSURE
     with nlstest.tmpdir() as d:
-        cache, _, pub = nlstest.signed_cache(d, c["closure"])
+        cache, sec, pub = nlstest.signed_cache(d, c["closure"])
+        # Enough paths that listing the root takes several READDIRPLUS requests (offsets).
+        many = mountlib.build_unique_paths("list-%d-%d" % (os.getpid(), time.time_ns()), 250)
+        nlstest.fill_cache(cache, many, secret_key=sec)
         with nlstest.MountNamespace() as ns, nlstest.LazyStore(
                 ns, substituters=["file://" + cache], cache_dir=os.path.join(d, "cache"),
                 trusted_keys=[pub], extra_args=["--no-prefetch-references"]):
@@ -118,6 +121,11 @@ def test_root_listing_follows_fetches():
                 now = mtime_ns()
                 check(now > mtime, "and the root's mtime moved on (%d > %d)" % (now, mtime))
                 mtime = now
+            ns.run(["stat"] + many)
+            seen |= set(os.path.basename(p) for p in many)
+            got = listing()
+            check(got == seen, "after %d more lookups the root lists all %d paths (%d listed)"
+                  % (len(many), len(seen), len(got)))
             walked = mountlib.walk_ns(ns, [c["data"], c["hello"], c["glibc"]])
             check(len(walked) > 3, "a walk of the three paths opens their directories (%d "
                   "entries)" % len(walked))
