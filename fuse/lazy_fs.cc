@@ -32,6 +32,12 @@ constexpr std::chrono::seconds kProbeInterval{30};
 
 LazyFs& Fs(fuse_req_t req) { return *static_cast<LazyFs*>(fuse_req_userdata(req)); }
 
+int64_t WallClockNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 struct OpenFile {
   std::mutex mu;
   std::shared_ptr<CachedPath> path;
@@ -602,9 +608,7 @@ LazyFs::LazyFs(StoreCache& cache, Fetcher& fetcher, LazyStore& lazy, LazyFsOptio
       options_(options),
       read_size_(options.splice_reads ? ReadSizeForSplicing(kMaxIoSize, kMaxReplyPieces)
                                       : kMaxIoSize),
-      root_mtime_ns_(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                         std::chrono::system_clock::now().time_since_epoch())
-                         .count()) {}
+      root_mtime_ns_(WallClockNs()) {}
 
 LazyFs::~LazyFs() { StopInvalidator(); }
 
@@ -647,9 +651,7 @@ std::shared_ptr<const LazyFs::RootListing> LazyFs::CurrentRootListing() {
 
 void LazyFs::ListingChanged() {
   // A strictly later mtime for the root, then a new version of the listing.
-  const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                          std::chrono::system_clock::now().time_since_epoch())
-                          .count();
+  const int64_t now = WallClockNs();
   int64_t prev = root_mtime_ns_.load();
   while (!root_mtime_ns_.compare_exchange_weak(prev, std::max(now, prev + 1))) {
   }
