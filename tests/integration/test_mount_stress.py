@@ -164,6 +164,15 @@ def test_concurrent_walkers_under_a_tiny_budget():
     with mount_with_budget("3M") as (c, host, ns, ls):
         blob = c["data"] + "/share/blob.bin"
         holder = hold_open(ns, blob)
+        # And one process listing the root all the while (the kernel caches that listing;
+        # every commit and eviction changes it): no listing may repeat a name.
+        lister = ns.popen(
+            ["python3", "-c", "import os,sys,threading\nstop=[]\n"
+             "threading.Thread(target=lambda: stop.append(sys.stdin.readline()), daemon=True)"
+             ".start()\nimport time\nn=dup=0\nnames=set()\nwhile not stop:\n"
+             "    l=os.listdir('/nix/store')\n    n+=1\n    dup+=len(l)-len(set(l))\n"
+             "    names.update(l)\n    time.sleep(0.001)\nprint(n, dup, *sorted(names))"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         for round_ in range(3):
             procs = [ns.popen(["python3", mountlib.walk_script(), "data"] + c["closure"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -176,6 +185,11 @@ def test_concurrent_walkers_under_a_tiny_budget():
                   % (round_, "; ".join(sum(diffs, [])[:3])))
         out = holder.communicate("\n", timeout=60)[0]
         check(out.strip() == host[blob]["sha256"], "the file held open reads correctly")
+        listings, dups, *names = lister.communicate("\n", timeout=60)[0].split()
+        closure = set(os.path.basename(p) for p in c["closure"])
+        check(int(listings) > 0 and dups == "0" and set(names) <= closure,
+              "%s listings of the root meanwhile: no name repeated (%s), only closure paths (%s)"
+              % (listings, dups, sorted(set(names) - closure)))
         x = mountlib.xattrs_ns(ns)
         # Everything is in use most of the time here, so what eviction did is mostly probes.
         check(int(x["user.nix-lazy-store.eviction_probes"]) > 0,
