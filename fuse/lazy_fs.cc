@@ -55,7 +55,6 @@ struct LazyFs::RootListing {
     off_t cookie;  // the entry's offset: its path's id + 2 (after "." and "..")
   };
   uint64_t version = 0;
-  struct stat root_stat;
   std::vector<Entry> entries;  // by cookie
 };
 
@@ -281,9 +280,10 @@ struct LazyFs::Impl {
         ReplyIoError(fs, req);
         return;
       }
+      const struct stat root = fs.RootStat();
       bool full = false;
       for (off_t k = std::max<off_t>(offset, 0); k < 2 && !full; ++k) {
-        full = !add(k == 0 ? "." : "..", listing->root_stat, k + 1, nullptr);
+        full = !add(k == 0 ? "." : "..", root, k + 1, nullptr);
       }
       // Then the paths, by cookie (id + 2 > 1): an offset stays valid while paths come and go.
       auto it = std::upper_bound(listing->entries.begin(), listing->entries.end(), offset,
@@ -630,7 +630,6 @@ std::shared_ptr<const LazyFs::RootListing> LazyFs::CurrentRootListing() {
   }
   auto listing = std::make_shared<RootListing>();
   listing->version = version;
-  listing->root_stat = RootStat();
   for (const StorePath& sp : cache_.List()) {
     const uint64_t id = cache_.IdFor(sp);
     auto cached = cache_.FindById(id);
