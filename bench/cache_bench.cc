@@ -11,6 +11,11 @@
 //                                 page cache; reports the medians and the median ratio
 //   cache_bench meta WORKDIR [files]
 //                                 PathMeta::Load time (file read included) of a 50 000-file path
+//   cache_bench open WORKDIR [paths]
+//                                 StoreCache::Open (start-up) time of a cache of `paths` store
+//                                 paths of 1024 chunks each (four 1 MiB files, 4 KiB chunks):
+//                                 median of 5 with a warm page cache, and once after dropping
+//                                 it (when /proc/sys/vm/drop_caches is writable: root)
 // Every result is one JSON line on stdout.
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -19,6 +24,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -174,6 +180,19 @@ void FeedTree(nls::PathWriter& w, const fs::path& root, const std::string& rel) 
   }
 }
 
+// The narinfo of bench store path #n: "<n as a Nix32 hash part>-<name>".
+nls::NarInfo BenchInfo(uint64_t n, const std::string& name) {
+  static const char kNix32[] = "0123456789abcdfghijklmnpqrsvwxyz";
+  std::string hash(32, '0');
+  for (int i = 31; n != 0; --i, n /= 32) hash[size_t(i)] = kNix32[n % 32];
+  nls::NarInfo info;
+  info.store_path = nls::StorePath::FromBaseName(hash + "-" + name);
+  info.url = "nar/x.nar";
+  info.nar_hash = nls::Hash::Of(name);
+  info.nar_size = 1;
+  return info;
+}
+
 struct FileRef {
   std::string rel;
   uint32_t node;
@@ -199,11 +218,7 @@ int Read(const std::string& src_dir, const std::string& work, int runs) {
   opt.sync = false;
   fs::remove_all(opt.dir);
   auto cache = nls::StoreCache::Open(opt);
-  nls::NarInfo info;
-  info.store_path = nls::StorePath::FromBaseName("00000000000000000000000000000000-bench");
-  info.url = "nar/x.nar";
-  info.nar_hash = nls::Hash::Of("bench");
-  info.nar_size = 1;
+  const nls::NarInfo info = BenchInfo(0, "bench");
   {
     auto w = cache->BeginWrite(info);
     FeedTree(*w, src, "");
@@ -358,6 +373,57 @@ int Meta(const std::string& work, int files) {
   return 0;
 }
 
+int OpenTime(const std::string& work, int paths) {
+  nls::CacheOptions opt;
+  opt.dir = work + "/open-cache";
+  opt.sync = false;
+  fs::remove_all(opt.dir);
+  {
+    nls::CacheOptions fill = opt;
+    fill.chunking = ChunkerParams::Fixed(4096);
+    auto cache = nls::StoreCache::Open(fill);
+    std::mt19937_64 rng(1);
+    std::string data(1 << 20, '\0');
+    for (int n = 0; n < paths; ++n) {
+      auto w = cache->BeginWrite(BenchInfo(uint64_t(n) + 1, "open"));
+      w->CreateDirectory("");
+      for (int f = 0; f < 4; ++f) {
+        for (size_t i = 0; i < data.size(); i += 8) {
+          const uint64_t v = rng();
+          std::memcpy(&data[i], &v, 8);
+        }
+        const std::string name = "f" + std::to_string(f);
+        w->BeginRegular(name, false, data.size(), 0);
+        w->RegularData(data);
+        w->EndRegular();
+      }
+      w->Commit();
+    }
+  }
+  uint64_t chunks = 0;
+  auto timed_open = [&] {
+    auto t0 = Clock::now();
+    auto cache = nls::StoreCache::Open(opt);
+    const double s = Seconds(t0, Clock::now());
+    chunks = cache->Stats().chunks;
+    return s;
+  };
+  std::vector<double> warm;
+  for (int i = 0; i < 5; ++i) warm.push_back(timed_open());
+  std::string cold = "null";
+  ::sync();
+  if (FILE* f = std::fopen("/proc/sys/vm/drop_caches", "w")) {
+    const bool dropped = std::fputs("3\n", f) >= 0;
+    if (std::fclose(f) == 0 && dropped) cold = std::to_string(timed_open());
+  }
+  std::printf(
+      "{\"bench\":\"open\",\"paths\":%d,\"chunks\":%llu,\"open_s_warm_median\":%.3f,"
+      "\"open_s_cold\":%s}\n",
+      paths, (unsigned long long)chunks, Median(warm), cold.c_str());
+  fs::remove_all(opt.dir);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -369,8 +435,10 @@ int main(int argc, char** argv) {
       return Read(argv[2], argv[3], argc == 5 ? std::stoi(argv[4]) : 5);
     if (mode == "meta" && (argc == 3 || argc == 4))
       return Meta(argv[2], argc == 4 ? std::stoi(argv[3]) : 50000);
+    if (mode == "open" && (argc == 3 || argc == 4))
+      return OpenTime(argv[2], argc == 4 ? std::stoi(argv[3]) : 250);
     std::cerr << "usage: cache_bench dedup A B | dedup-edit A | read SRC WORKDIR [runs] | meta "
-                 "WORKDIR [files]\n";
+                 "WORKDIR [files] | open WORKDIR [paths]\n";
     return 2;
   } catch (const std::exception& e) {
     std::cerr << "cache_bench: " << e.what() << "\n";

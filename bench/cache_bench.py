@@ -8,6 +8,7 @@ Measures, each against a baseline in the same run:
   * warm read throughput through StoreCache::Read vs reading the same files from the local file
     system (ext4 here) with the same 128 KiB requests; interleaved A/B, median of N (>= 5) runs;
   * PathMeta::Load time of a 50 000-file store path (median of 11);
+  * StoreCache::Open (start-up) time of a cache of 256 000 chunks, for information (no target);
   * chunking: dedup of two versions of a toolchain for fixed-size and content-defined chunks
     (bytes of version B already stored by version A) and the chunk+hash CPU throughput.
 Data sets are the machine's own files (Debian 12): two JDKs, two libLLVM versions, Python's
@@ -70,6 +71,13 @@ def main():
           f"max {m['load_ms_max']:.1f} ms (11 runs)\n")
     if m["load_ms_median"] >= 100:
         missed.append(f"metadata load {m['load_ms_median']:.1f} ms >= 100 ms")
+
+    (o,) = run(a.binary, "open", a.work, "250")
+    cold = (f", {o['open_s_cold']:.2f} s after dropping it" if o["open_s_cold"] is not None
+            else " (not root: no run with the page cache dropped)")
+    print(f"### Start-up\n\nStoreCache::Open of a cache of {o['paths']} paths, {o['chunks']} "
+          f"chunks: median {o['open_s_warm_median']:.2f} s with a warm page cache{cold} "
+          f"(information, no target)\n")
 
     if not a.quick:
         dedup(a)
