@@ -27,6 +27,7 @@
 #include <unordered_set>
 
 #include "fetch/error.h"
+#include "fetch/free_list.h"
 #include "fetch/nar_parser.h"
 
 namespace nls {
@@ -309,9 +310,17 @@ void SetCacheLogger(std::function<void(std::string_view)> logger) {
 
 class StoreCacheImpl;
 
-// A chunk being written as its bytes arrive: an unnamed file (O_TMPFILE in DIR/chunks; a named
-// one in DIR/tmp where O_TMPFILE is missing) and the running XXH3-128 of its bytes, which names
-// it once complete (StoreCacheImpl::AdoptChunk). Small writes are gathered first.
+// A chunk being written as its bytes arrive: the running XXH3-128 of its bytes, which names it
+// once complete (StoreCacheImpl::AdoptChunk), and the bytes themselves, gathered in a buffer as
+// large as the largest chunk. They reach the disk in one write when the chunk is complete, and
+// only when the cache does not have that chunk yet, into an unnamed file (O_TMPFILE in
+// DIR/chunks; a named one in DIR/tmp where O_TMPFILE is missing) that is then linked under the
+// chunk's name.
+//
+// Why gather: one large write lets the kernel cache the file in large folios, which later reads
+// copy or splice markedly faster than the small folios that many small, unaligned writes leave
+// (docs/cache.md, "Writing a path"). Buffers come from and go back to a small stock (`buffers_`),
+// so a new chunk does not fault fresh pages in.
 class ChunkFile {
  public:
   ChunkFile() = default;
@@ -319,31 +328,38 @@ class ChunkFile {
   ChunkFile(const ChunkFile&) = delete;
   ChunkFile& operator=(const ChunkFile&) = delete;
 
-  bool is_open() const { return fd_.get() >= 0; }
+  // A chunk is in progress (StoreCacheImpl::BeginChunk, until adopted or discarded).
+  bool started() const { return started_; }
   uint64_t size() const { return size_; }
-  // Writes the gathered bytes, if any.
-  void WriteGathered(const std::string& origin) {
-    if (pending_.empty()) return;
-    WriteAll(fd_.get(), pending_, "a chunk file for " + origin);
-    pending_.clear();
+  // Gives the gather buffer back to the stock it came from.
+  void ReturnBuffer() {
+    if (buffers_ != nullptr && pending_.capacity() > 0) {
+      pending_.clear();
+      buffers_->Give(std::move(pending_));
+    }
+    pending_ = std::string();
+    buffers_ = nullptr;
   }
-  // Closes the file and removes the named temporary, if any (an unnamed one just vanishes).
+  // Ends the chunk: closes the file, if any, and removes the named temporary, if any (an unnamed
+  // one just vanishes).
   void Discard() {
     fd_.reset();
     if (!tmp_.empty()) ::unlink(tmp_.c_str());
     tmp_.clear();
-    pending_.clear();
+    ReturnBuffer();
     size_ = 0;
+    started_ = false;
   }
 
  private:
   friend class StoreCacheImpl;
-  static constexpr size_t kGather = 64 * 1024;  // writes smaller than this are gathered
-  UniqueFd fd_;
+  bool started_ = false;
+  UniqueFd fd_;      // created when the first bytes must be written
   std::string tmp_;  // the named temporary (no O_TMPFILE), else empty
   ChunkIdHasher hash_;
   uint64_t size_ = 0;
-  std::string pending_;  // gathered bytes not written yet
+  std::string pending_;                       // gathered bytes not written yet
+  FreeList<std::string>* buffers_ = nullptr;  // where pending_'s buffer goes back to
 };
 
 class PathWriterImpl : public PathWriter {
@@ -517,11 +533,12 @@ class StoreCacheImpl : public StoreCache {
   void LoadIds();
   void Recover(bool fsck);
 
-  // Writer side. A chunk file is opened, appended to, then adopted: named by its hash, linked
-  // into DIR/chunks (or dropped if that chunk exists already), referenced by the writer.
-  void OpenChunkFile(ChunkFile& f, const std::string& origin);
+  // Writer side. A chunk is begun, appended to, then adopted: named by its hash, written and
+  // linked into DIR/chunks (or dropped if that chunk exists already), referenced by the writer.
+  void BeginChunk(ChunkFile& f);
   void AppendChunkFile(ChunkFile& f, std::string_view data, const std::string& origin);
   ChunkId AdoptChunk(PathWriterImpl& w, ChunkFile& f);
+  void WriteGathered(ChunkFile& f, const std::string& origin);  // creates the file if needed
   void EnsureSubdir(uint8_t first_byte);  // DIR/chunks/xx for chunks whose id starts with it
   void ReleaseChunksLocked(const std::unordered_set<ChunkId, ChunkIdHash>& ids);
   void DeleteChunkFileLocked(const ChunkId& id, ChunkEntry& e);
@@ -555,6 +572,11 @@ class StoreCacheImpl : public StoreCache {
   std::string FilePath(const CachedPath& path, uint32_t node) const;
 
   CacheOptions opt_;
+  // ChunkFile's gather buffers: as large as the largest chunk (or pack), 64 KiB at least, 16 MiB
+  // at most. Eight are kept for reuse (8 MiB with the default chunking).
+  const size_t gather_size_ =
+      std::clamp<size_t>(std::max(opt_.chunking.max, opt_.chunking.avg), 64 * 1024, 16 << 20);
+  FreeList<std::string> gather_buffers_{8};
   std::string dir_;
   Report report_;
   UniqueFd lock_fd_;
@@ -934,12 +956,12 @@ void PathWriterImpl::RegularData(std::string_view data) {
   if (file_got_ > file_size_)
     throw FormatError(Origin() + ": more data than announced for '" + file_path_ + "'");
   if (file_packed_) {
-    if (!pack_.is_open()) cache_.OpenChunkFile(pack_, Origin());
+    if (!pack_.started()) cache_.BeginChunk(pack_);
     cache_.AppendChunkFile(pack_, data, Origin());
     return;
   }
   while (!data.empty()) {
-    if (!chunk_.is_open()) cache_.OpenChunkFile(chunk_, Origin());
+    if (!chunk_.started()) cache_.BeginChunk(chunk_);
     size_t n = cutter_.Consume(reinterpret_cast<const uint8_t*>(data.data()), data.size());
     cache_.AppendChunkFile(chunk_, data.substr(0, n), Origin());
     data.remove_prefix(n);
@@ -963,7 +985,7 @@ void PathWriterImpl::EndRegular() {
                                      uint32_t(pack_.size() - file_size_)});
     return;
   }
-  if (chunk_.is_open() && chunk_.size() > 0) EndChunk();  // the file's last chunk
+  if (chunk_.started() && chunk_.size() > 0) EndChunk();  // the file's last chunk
   builder_.AddRegular(file_path_, file_exec_, file_size_, std::move(file_chunks_));
   file_chunks_.clear();
 }
@@ -1010,45 +1032,60 @@ void StoreCacheImpl::EnsureSubdir(uint8_t first_byte) {
   }
 }
 
-void StoreCacheImpl::OpenChunkFile(ChunkFile& f, const std::string& origin) {
+void StoreCacheImpl::BeginChunk(ChunkFile& f) {
   f.Discard();
   f.hash_.Reset();
-  // Unnamed (O_TMPFILE): nothing to clean up after a crash, no rename, no contention on one
-  // directory's lock. Created in the 256 chunk directories in turn (its name, hence its final
-  // directory, is not known yet), so that ext4 spreads the new inodes as it spreads those
-  // directories instead of allocating them all from one group, where it scans past recently
-  // deleted inodes (docs/cache.md). File systems without O_TMPFILE get a named file in DIR/tmp.
-  if (use_tmpfile_) {
-    const uint8_t sub = uint8_t(tmp_counter_.fetch_add(1));
-    EnsureSubdir(sub);
-    ChunkId where;
-    where.bytes[0] = sub;
-    f.fd_ = UniqueFd(::open(ChunkDir(where).c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0444));
-    if (f.fd_.get() < 0 && errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
-      ThrowSys("creating a chunk file in " + ChunkDir(where) + " for " + origin);
-  }
+  f.started_ = true;
+}
+
+void StoreCacheImpl::WriteGathered(ChunkFile& f, const std::string& origin) {
   if (f.fd_.get() < 0) {
-    f.tmp_ = TmpName("chunk");
-    f.fd_ = CreateNew(f.tmp_, origin);
+    // Unnamed (O_TMPFILE): nothing to clean up after a crash, no rename, no contention on one
+    // directory's lock. Created in the 256 chunk directories in turn (the chunk's name, hence
+    // its final directory, is not known yet when a chunk outgrows the gather buffer), so that
+    // ext4 spreads the new inodes as it spreads those directories instead of allocating them
+    // all from one group, where it scans past recently deleted inodes (docs/cache.md). File
+    // systems without O_TMPFILE get a named file in DIR/tmp.
+    if (use_tmpfile_) {
+      const uint8_t sub = uint8_t(tmp_counter_.fetch_add(1));
+      EnsureSubdir(sub);
+      ChunkId where;
+      where.bytes[0] = sub;
+      f.fd_ = UniqueFd(::open(ChunkDir(where).c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0444));
+      if (f.fd_.get() < 0 && errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
+        ThrowSys("creating a chunk file in " + ChunkDir(where) + " for " + origin);
+    }
+    if (f.fd_.get() < 0) {
+      f.tmp_ = TmpName("chunk");
+      f.fd_ = CreateNew(f.tmp_, origin);
+    }
   }
+  if (f.pending_.empty()) return;
+  WriteAll(f.fd_.get(), f.pending_, "a chunk file for " + origin);
+  f.pending_.clear();
 }
 
 void StoreCacheImpl::AppendChunkFile(ChunkFile& f, std::string_view data,
                                      const std::string& origin) {
   f.hash_.Update(data);
   f.size_ += data.size();
-  // The gather buffer never grows past kGather (growing it would touch fresh memory).
-  if (f.pending_.size() + data.size() > ChunkFile::kGather) f.WriteGathered(origin);
-  if (data.size() >= ChunkFile::kGather) {
+  if (f.pending_.capacity() < gather_size_) {
+    if (auto kept = gather_buffers_.Take()) f.pending_ = std::move(*kept);
+    if (f.pending_.capacity() < gather_size_) f.pending_.reserve(gather_size_);
+    f.buffers_ = &gather_buffers_;
+  }
+  // The gather buffer never grows past gather_size_ (growing it would touch fresh memory); no
+  // chunk is larger, so bytes are written before the chunk ends only under unusual chunking
+  // parameters.
+  if (f.pending_.size() + data.size() > gather_size_) WriteGathered(f, origin);
+  if (data.size() >= gather_size_) {
     WriteAll(f.fd_.get(), data, "a chunk file for " + origin);
     return;
   }
-  if (f.pending_.capacity() < ChunkFile::kGather) f.pending_.reserve(ChunkFile::kGather);
   f.pending_.append(data);
 }
 
 ChunkId StoreCacheImpl::AdoptChunk(PathWriterImpl& w, ChunkFile& f) {
-  f.WriteGathered(w.Origin());
   const ChunkId id = f.hash_.Finish();
   const uint64_t size = f.size_;
   if (w.held_.count(id)) {  // the writer has this chunk already (a repeated file or piece)
@@ -1069,9 +1106,11 @@ ChunkId StoreCacheImpl::AdoptChunk(PathWriterImpl& w, ChunkFile& f) {
     link = !e.written;   // also when another writer is still writing it: links are idempotent
   }
   if (!link) {
-    f.Discard();
+    f.Discard();  // never written, if it fitted in the gather buffer
     return id;
   }
+  WriteGathered(f, w.Origin());
+  f.ReturnBuffer();
   EnsureSubdir(id.bytes[0]);
   const std::string final_path = ChunkPath(id);
   struct stat st;

@@ -66,7 +66,7 @@ TEST_F(StoreCacheTest, NothingVisibleBeforeCommitAndAbandonedWriterLeavesNothing
     test::Feed(*w, t);
     EXPECT_EQ(cache->Find(info.store_path.hash_part()), nullptr);
     EXPECT_TRUE(cache->List().empty());
-    EXPECT_GT(ChunkFiles(), 0u);  // chunks are written as data arrives
+    EXPECT_GT(ChunkFiles(), 0u);  // complete chunks are written as data arrives
   }                               // destroyed without Commit
   EXPECT_EQ(ChunkFiles(), 0u);
   EXPECT_EQ(cache->Find(info.store_path.hash_part()), nullptr);
@@ -97,7 +97,9 @@ TEST_F(StoreCacheTest, NamedChunkFilesWhereUnnamedOnesAreMissing) {
     w->CreateDirectory("");
     w->BeginRegular("big", false, 30000, 0);
     w->RegularData(test::RandomBytes(rng_, 20000));
-    EXPECT_EQ(test::CountFiles(opt_.dir + "/tmp"), 1u);  // the chunk being written
+    // Complete chunks (at most 16 KiB here) are linked; the current one is still gathered.
+    EXPECT_GT(ChunkFiles(), 0u);
+    EXPECT_EQ(test::CountFiles(opt_.dir + "/tmp"), 0u);
   }
   EXPECT_EQ(test::CountFiles(opt_.dir + "/tmp"), 0u);
   EXPECT_EQ(ChunkFiles(), 0u);
@@ -113,8 +115,12 @@ TEST_F(StoreCacheTest, NamedChunkFilesWhereUnnamedOnesAreMissing) {
 
 // A chunk write that fails midway (here a file-size limit, EFBIG; a full disk, ENOSPC, takes the
 // same path) fails the writer with an error naming the store path and the cause, leaves no
-// chunk, temporary or path behind, and the cache goes on working.
-TEST_F(StoreCacheTest, FailedChunkWriteLeavesNothingBehind) {
+// chunk, temporary or path behind, and the cache goes on working. With unnamed chunk files and
+// with named ones (DIR/tmp).
+class FailedChunkWriteTest : public StoreCacheTest, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(FailedChunkWriteTest, LeavesNothingBehind) {
+  opt_.unnamed_chunk_files = GetParam();
   auto cache = Open();
   Tree good = SimpleTree(rng_, 5000);
   auto kept = Add(*cache, test::MakeInfo(Base(1)), good);
@@ -145,6 +151,47 @@ TEST_F(StoreCacheTest, FailedChunkWriteLeavesNothingBehind) {
   EXPECT_EQ(test::Diff(*cache, *kept, good), "");
   auto again = Add(*cache, test::MakeInfo(Base(2)), big);
   EXPECT_EQ(test::Diff(*cache, *again, big), "");
+}
+
+INSTANTIATE_TEST_SUITE_P(ChunkFiles, FailedChunkWriteTest, ::testing::Values(true, false),
+                         [](const auto& info) { return info.param ? "Unnamed" : "Named"; });
+
+// Bytes of a chunk the cache has already are never written: a path made only of known chunks
+// commits even where no file may grow past 4 KiB (chunks here are up to 16 KiB), while a path
+// with new chunks fails there.
+TEST_F(StoreCacheTest, KnownChunksAreNotWrittenAgain) {
+  auto cache = Open();
+  Tree big;
+  big[""] = Item{PathMeta::Type::kDirectory, false, ""};
+  big["big"] = Item{PathMeta::Type::kRegular, false, test::RandomBytes(rng_, 200000)};
+  Tree other = big;
+  other["big"].data = test::RandomBytes(rng_, 200000);
+  auto first = Add(*cache, test::MakeInfo(Base(1)), big);
+  const size_t chunks = ChunkFiles();
+  struct rlimit old;
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
+  auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+  struct rlimit small = {4096, old.rlim_max};
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  std::shared_ptr<CachedPath> same;
+  std::string same_error, other_error;
+  try {
+    same = Add(*cache, test::MakeInfo(Base(2)), big);
+  } catch (const Error& e) {
+    same_error = e.what();
+  }
+  try {
+    Add(*cache, test::MakeInfo(Base(3)), other);
+  } catch (const Error& e) {
+    other_error = e.what();
+  }
+  ::setrlimit(RLIMIT_FSIZE, &old);
+  std::signal(SIGXFSZ, old_handler);
+  EXPECT_EQ(same_error, "");
+  ASSERT_NE(same, nullptr);
+  EXPECT_EQ(test::Diff(*cache, *same, big), "");
+  EXPECT_EQ(ChunkFiles(), chunks);
+  EXPECT_NE(other_error.find(std::strerror(EFBIG)), std::string::npos) << other_error;
 }
 
 TEST_F(StoreCacheTest, WriterRejectsWrongSizes) {
