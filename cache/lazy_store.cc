@@ -83,8 +83,13 @@ std::shared_ptr<CachedPath> LazyStore::GetImpl(std::string_view hash_part, bool 
   std::shared_ptr<CachedPath> result;
   std::exception_ptr error;
   bool skipped = false;
+  // Another flight may have committed this path and ended between the Find above and ours
+  // starting: then it is served from the cache, not downloaded again.
+  bool was_cached = false;
   try {
-    result = FetchOne(std::string(hash_part), foreground);
+    result = cache_.Find(hash_part);
+    was_cached = result != nullptr;
+    if (!was_cached) result = FetchOne(std::string(hash_part), foreground);
   } catch (const PrefetchSkipped&) {
     skipped = true;
   } catch (...) {
@@ -99,7 +104,9 @@ std::shared_ptr<CachedPath> LazyStore::GetImpl(std::string_view hash_part, bool 
     flights_.erase(std::string(hash_part));
     --stats_.in_flight;
     if (foreground) --foreground_fetches_;
-    if (skipped) {
+    if (was_cached) {
+      ++stats_.coalesced;
+    } else if (skipped) {
       ++stats_.prefetch_skipped;
     } else if (error) {
       ++stats_.errors;
@@ -114,7 +121,7 @@ std::shared_ptr<CachedPath> LazyStore::GetImpl(std::string_view hash_part, bool 
   flight->cv.notify_all();
   prefetch_cv_.notify_all();  // a foreground fetch finished: the prefetcher may go on
   if (error) std::rethrow_exception(error);
-  if (result && options_.prefetch_references) QueueReferences(*result);
+  if (result && !was_cached && options_.prefetch_references) QueueReferences(*result);
   return result;
 }
 

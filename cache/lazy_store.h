@@ -65,7 +65,7 @@ struct LazyStoreStats {
   uint64_t prefetch_skipped = 0;   // references not prefetched because their NAR is large
   uint64_t not_found = 0;          // Get calls answered "absent" (or unsigned)
   uint64_t errors = 0;             // fetches that failed (integrity, format, network)
-  uint64_t coalesced = 0;          // Get calls that waited for another caller's fetch
+  uint64_t coalesced = 0;          // Get calls served by another caller's fetch
   uint64_t in_flight = 0;          // fetches running now
   uint64_t prefetch_queued = 0;    // paths waiting for the prefetcher
   uint64_t fetched_nar_bytes = 0;  // NarSize of fetched paths

@@ -1078,7 +1078,7 @@ void StoreCacheImpl::AppendChunkFile(ChunkFile& f, std::string_view data,
   // chunk is larger, so bytes are written before the chunk ends only under unusual chunking
   // parameters.
   if (f.pending_.size() + data.size() > gather_size_) WriteGathered(f, origin);
-  if (data.size() >= gather_size_) {
+  if (data.size() > gather_size_) {  // (the file exists: WriteGathered just made it)
     WriteAll(f.fd_.get(), data, "a chunk file for " + origin);
     return;
   }

@@ -158,6 +158,39 @@ INSTANTIATE_TEST_SUITE_P(ChunkFiles, FailedChunkWriteTest, ::testing::Values(tru
 
 // Bytes of a chunk the cache has already are never written: a path made only of known chunks
 // commits even where no file may grow past 4 KiB (chunks here are up to 16 KiB), while a path
+// Chunks exactly as large as the gather buffer, arriving in pieces of that size: fixed 64 KiB
+// chunks (a 64 KiB buffer) in 64 KiB pieces, a 64 KiB file packed in one piece, and the default
+// chunking's 1 MiB chunks (zeros have no content-defined cut) in 1 MiB pieces.
+TEST_F(StoreCacheTest, PiecesAsLargeAsTheGatherBuffer) {
+  for (const auto& [chunking, piece] :
+       {std::pair{ChunkerParams::Fixed(64 * 1024), size_t(64 * 1024)},
+        std::pair{ChunkerParams::Default(), size_t(1024 * 1024)}}) {
+    SCOPED_TRACE(chunking.ToString());
+    opt_.chunking = chunking;
+    fs::remove_all(opt_.dir);
+    auto cache = Open();
+    const std::string zeros(4 * piece, '\0');
+    const std::string small = test::RandomBytes(rng_, 64 * 1024);
+    NarInfo info = test::MakeInfo(Base(1));
+    auto w = cache->BeginWrite(info);
+    w->CreateDirectory("");
+    w->BeginRegular("a-small", false, small.size(), 0);
+    w->RegularData(small);
+    w->EndRegular();
+    w->BeginRegular("zeros", false, zeros.size(), 0);
+    for (size_t off = 0; off < zeros.size(); off += piece)
+      w->RegularData(std::string_view(zeros).substr(off, piece));
+    w->EndRegular();
+    auto cp = w->Commit();
+    ASSERT_NE(cp, nullptr);
+    Tree t;
+    t[""] = Item{PathMeta::Type::kDirectory, false, ""};
+    t["a-small"] = Item{PathMeta::Type::kRegular, false, small};
+    t["zeros"] = Item{PathMeta::Type::kRegular, false, zeros};
+    EXPECT_EQ(test::Diff(*cache, *cp, t), "");
+  }
+}
+
 // with new chunks fails there.
 TEST_F(StoreCacheTest, KnownChunksAreNotWrittenAgain) {
   auto cache = Open();
