@@ -124,6 +124,12 @@ struct LazyFs::Impl {
         fuse_reply_err(req, ENOENT);
         return;
       }
+      // Counted until answered: the kernel holds the root's lock meanwhile (SendInvalidation).
+      ++fs.root_lookups_running_;
+      struct Answered {
+        std::atomic<int>& running;
+        ~Answered() { --running; }
+      } answered{fs.root_lookups_running_};
       std::shared_ptr<CachedPath> path;
       try {
         path = fs.lazy_.Get(sp->hash_part());
@@ -649,12 +655,14 @@ std::shared_ptr<const LazyFs::RootListing> LazyFs::CurrentRootListing() {
 }
 
 void LazyFs::ListingChanged() {
-  // A strictly later mtime for the root, then a new version of the listing.
+  // A new version of the listing, then a strictly later mtime for the root. In this order: a
+  // GETATTR that sees the new mtime is followed by a READDIR that sees the new version, so
+  // the kernel never tags a listing from before the change with the mtime from after it.
+  ++listing_version_;
   const int64_t now = WallClockNs();
   int64_t prev = root_mtime_ns_.load();
   while (!root_mtime_ns_.compare_exchange_weak(prev, std::max(now, prev + 1))) {
   }
-  ++listing_version_;
   // Where the kernel caches the root's listing (no OPENDIR), it reads it again once it sees
   // the root's new mtime, but it keeps the root's attributes for a year: drop them. Attributes
   // only: that takes no lock in the kernel, so any thread may do it, one serving a LOOKUP in
@@ -763,22 +771,7 @@ void LazyFs::StartInvalidator(fuse_session* session) {
         Invalidation inv = std::move(inval_queue_.front());
         inval_queue_.pop_front();
         lock.unlock();
-        // Outside every lock: the kernel may wait for lookups in the root to finish.
-        int rc =
-            fuse_lowlevel_notify_inval_entry(session_, kRootIno, inv.name.data(), inv.name.size());
-        if (rc != 0 && rc != -ENOENT) {
-          NLS_LOG(kDebug) << "invalidating /nix/store/" << inv.name << ": " << std::strerror(-rc);
-        }
-        if (inv.probe) {
-          ++counters_.eviction_probes;
-          probed = true;
-          NLS_LOG(kDebug) << "eviction wants /nix/store/" << inv.name
-                          << ", which the kernel holds: its entry was dropped";
-        } else {
-          fuse_lowlevel_notify_inval_inode(session_, MakeIno(inv.id, 0), 0, 0);
-          ++counters_.invalidations;
-          NLS_LOG(kDebug) << "evicted /nix/store/" << inv.name;
-        }
+        if (SendInvalidation(inv)) probed = true;
         lock.lock();
       }
       if (probed && !inval_stop_) {
@@ -790,6 +783,45 @@ void LazyFs::StartInvalidator(fuse_session* session) {
       }
     }
   });
+}
+
+bool LazyFs::KernelHolds(uint64_t id) {
+  std::lock_guard lock(mu_);
+  return paths_.count(id) > 0;
+}
+
+bool LazyFs::SendInvalidation(const Invalidation& inv) {
+  // To drop an entry the kernel takes the root's lock (kernels before 6.19 even when it has no
+  // such entry), which LOOKUPs in the root hold while they wait for their fetch: an entry
+  // invalidation waits for every fetch running, and new lookups in the root wait behind it.
+  // So nothing is sent for a path of which the kernel holds nothing (it has no entry or inode
+  // of it: most evictions, as the guard evicts only such paths above the free-space floor),
+  // and a probe is not sent while root lookups run (the cache probes again a probe interval
+  // later). A probed path already let go of is for the eviction that follows to take.
+  if (!KernelHolds(inv.id)) {
+    NLS_LOG(kDebug) << (inv.probe ? "probe of /nix/store/" : "evicted /nix/store/") << inv.name
+                    << ": the kernel holds nothing of it";
+    return inv.probe;
+  }
+  if (inv.probe && root_lookups_running_ > 0) {
+    NLS_LOG(kDebug) << "eviction wants /nix/store/" << inv.name
+                    << ", which the kernel holds; not dropping its entry while lookups run";
+    return false;
+  }
+  int rc = fuse_lowlevel_notify_inval_entry(session_, kRootIno, inv.name.data(), inv.name.size());
+  if (rc != 0 && rc != -ENOENT) {
+    NLS_LOG(kDebug) << "invalidating /nix/store/" << inv.name << ": " << std::strerror(-rc);
+  }
+  if (inv.probe) {
+    ++counters_.eviction_probes;
+    NLS_LOG(kDebug) << "eviction wants /nix/store/" << inv.name
+                    << ", which the kernel holds: its entry was dropped";
+    return true;
+  }
+  fuse_lowlevel_notify_inval_inode(session_, MakeIno(inv.id, 0), 0, 0);
+  ++counters_.invalidations;
+  NLS_LOG(kDebug) << "evicted /nix/store/" << inv.name << ", which the kernel held";
+  return false;
 }
 
 void LazyFs::StopInvalidator() {

@@ -136,6 +136,11 @@ class LazyFs {
   // The cache's listing listener: a new root mtime and listing version, and where the kernel
   // caches the root's listing, its root attributes invalidated.
   void ListingChanged();
+  struct Invalidation;
+  // Tells the kernel about an evicted or probed path (invalidation thread, outside every lock).
+  // Returns false for a probe it did not send.
+  bool SendInvalidation(const Invalidation& inv);
+  bool KernelHolds(uint64_t id);  // the kernel has references to inodes of path `id`
 
   StoreCache& cache_;
   Fetcher& fetcher_;
@@ -144,9 +149,11 @@ class LazyFs {
   const size_t read_size_;  // the largest read the kernel sends (fuse/read_size.h)
   Counters counters_;
   std::atomic<bool> initialized_{false};
-  bool no_open_ = false;     // set in init when the kernel agreed to FUSE_CAP_NO_OPEN_SUPPORT
-  bool no_opendir_ = false;  // ... and to FUSE_CAP_NO_OPENDIR_SUPPORT
-  bool splice_ = false;      // set in init when reads may be answered by splicing
+  // Set in init (other threads may read them meanwhile: a pinned closure commits at start-up).
+  std::atomic<bool> no_open_{false};          // the kernel agreed to FUSE_CAP_NO_OPEN_SUPPORT
+  std::atomic<bool> no_opendir_{false};       // ... and to FUSE_CAP_NO_OPENDIR_SUPPORT
+  std::atomic<bool> splice_{false};           // reads may be answered by splicing
+  std::atomic<int> root_lookups_running_{0};  // LOOKUPs in the root being answered now
 
   std::mutex mu_;
   std::unordered_map<uint64_t, PathEntry> paths_;

@@ -235,6 +235,9 @@ int Serve(const MountCommand& cmd, const StoreSetup& setup, int& ready_fd) {
                    << cmd.mountpoint;
     NotifySystemd("STOPPING=1");
     fetcher->Cancel();
+    // While the loop still answers requests: the invalidator may be waiting in the kernel for
+    // root lookups, which a loop told to exit would leave unanswered (and it never return).
+    fs.StopInvalidator();
     fuse_session_exit(session.get());
     pthread_kill(main_thread, kWakeSignal);
   });

@@ -224,6 +224,43 @@ def test_free_space_floor_evicts_even_paths_in_use():
         check("ERROR" not in ls.log(), "no errors logged")
 
 
+def test_probes_do_not_stall_lookups_behind_a_slow_fetch():
+    """A root LOOKUP holds the root directory's lock (shared) while its fetch runs, and the
+    kernel takes that lock exclusively to drop an entry. An eviction probe sent then would wait
+    for the slow fetch, and every new lookup in the root would wait behind it. So while a slow
+    download runs and an over-budget commit wants to probe a path in use, a cold lookup of
+    another path must still be answered at once."""
+    setup_module()
+    c = CLOSURE
+    with nlstest.tmpdir() as d:
+        cache, _, pub = nlstest.signed_cache(d, c["closure"])
+        with nlstest.Nginx(cache, server_config="limit_rate 300k;") as slow, \
+                nlstest.MountNamespace() as ns, nlstest.LazyStore(
+                    ns, substituters=[slow.url], cache_dir=os.path.join(d, "cache"),
+                    trusted_keys=[pub],
+                    extra_args=["--cache-size", "4K", "--no-prefetch-references"]) as ls:
+            ns.run(["stat", c["tool"], c["hello"]])  # small paths, now held by the kernel
+            blob = c["data"] + "/share/blob.bin"
+            reader = ns.popen(["sha256sum", blob], stdout=subprocess.PIPE, text=True)
+            busy = mountlib.wait_until(
+                lambda: mountlib.xattrs_ns(ns).get(
+                    "user.nix-lazy-store.downloads_in_flight", "0") != "0", 20)
+            check(busy, "a throttled 3.4 MB download is in flight (about 11 s at 300 KB/s)")
+            # Its commit puts the cache over budget with hello held: eviction wants to probe it.
+            ns.run(["stat", c["greet"]], timeout=60)
+            time.sleep(0.3)  # the invalidation thread has taken the probe
+            t0 = time.monotonic()
+            ns.run(["stat", c["dash"]], timeout=60)
+            took = time.monotonic() - t0
+            still = reader.poll() is None
+            check(still, "the slow download was still running when the lookup came back")
+            check(took < 4, "a cold lookup during the slow download took %.2f s" % took)
+            out = reader.communicate(timeout=120)[0]
+            check(reader.returncode == 0 and out.split()[0] == mountlib.walk_host([c["data"]])[
+                blob]["sha256"], "the slowly fetched file reads correctly")
+            check("ERROR" not in ls.log(), "no errors logged")
+
+
 def test_prefetch_gc_fsck_commands():
     setup_module()
     c = CLOSURE
