@@ -150,6 +150,14 @@ struct LazyFs::Impl {
         }
         return;
       }
+      if (!fs.AgreesWithKernel(*path)) {
+        NLS_LOG(kError) << "lookup of /nix/store/" << base << " failed (EIO): it was fetched "
+                        << "again with other contents (NarHash "
+                        << path->info.nar_hash.ToNixString()
+                        << ") while the kernel still uses the copy it had before";
+        ReplyIoError(fs, req);
+        return;
+      }
       fuse_entry_param e = Entry(fs, *path->meta, path->id, 0);
       fs.Ref(*path);
       if (fuse_reply_entry(req, &e) != 0) fs.Forget(e.ino, 1);
@@ -384,7 +392,8 @@ struct LazyFs::Impl {
     }
     if (!live) {
       NLS_LOG(kError) << "opening " << known->path.FullPath()
-                      << ": the path was evicted and no substituter has it any more";
+                      << ": the path was evicted and cannot be fetched again with the same "
+                         "contents";
       fuse_reply_err(req, ESTALE);
       return;
     }
@@ -516,6 +525,11 @@ struct LazyFs::Impl {
         NLS_LOG(kError) << "re-fetching " << path->path.FullPath() << ": " << e.what();
       }
       if (!fresh || fresh.get() == path.get()) break;
+      if (fresh->info.nar_hash != path->info.nar_hash) {
+        NLS_LOG(kError) << path->path.FullPath() << " was fetched again with other contents "
+                        << "(NarHash " << fresh->info.nar_hash.ToNixString() << ")";
+        break;
+      }
       if (!file) {
         path = fresh;
         continue;
@@ -677,7 +691,8 @@ std::shared_ptr<const LazyFs::PathRef> LazyFs::Ref(const CachedPath& path, uint6
   PathEntry& entry = paths_[path.id];
   entry.nlookup += n;
   if (!entry.ref || entry.ref->meta != path.meta) {
-    entry.ref = std::make_shared<const PathRef>(PathRef{path.id, path.path, path.meta});
+    entry.ref =
+        std::make_shared<const PathRef>(PathRef{path.id, path.path, path.meta, path.info.nar_hash});
   }
   return entry.ref;
 }
@@ -712,15 +727,28 @@ std::shared_ptr<const LazyFs::PathRef> LazyFs::PathOf(uint64_t ino) {
   // Not referenced by the kernel (should not happen for an inode it uses): ask the cache.
   auto cached = cache_.FindById(id);
   if (!cached) return nullptr;
-  return std::make_shared<const PathRef>(PathRef{cached->id, cached->path, cached->meta});
+  return std::make_shared<const PathRef>(
+      PathRef{cached->id, cached->path, cached->meta, cached->info.nar_hash});
 }
 
 std::shared_ptr<CachedPath> LazyFs::LivePath(const PathRef& ref) {
-  if (auto cached = cache_.FindById(ref.id)) return cached;
-  NLS_LOG(kInfo) << ref.path.FullPath() << " was evicted while in use; fetching it again";
-  auto fresh = lazy_.Get(ref.path.hash_part());
-  if (fresh && fresh->id == ref.id) return fresh;
+  auto live = cache_.FindById(ref.id);
+  if (!live) {
+    NLS_LOG(kInfo) << ref.path.FullPath() << " was evicted while in use; fetching it again";
+    live = lazy_.Get(ref.path.hash_part());
+    if (!live || live->id != ref.id) return nullptr;
+  }
+  if (live->info.nar_hash == ref.nar_hash) return live;
+  NLS_LOG(kError) << ref.path.FullPath() << " is cached with other contents now (NarHash "
+                  << live->info.nar_hash.ToNixString() << ", was " << ref.nar_hash.ToNixString()
+                  << "): files opened before cannot be read";
   return nullptr;
+}
+
+bool LazyFs::AgreesWithKernel(const CachedPath& path) {
+  std::lock_guard lock(mu_);
+  auto it = paths_.find(path.id);
+  return it == paths_.end() || !it->second.ref || it->second.ref->nar_hash == path.info.nar_hash;
 }
 
 void LazyFs::StartInvalidator(fuse_session* session) {
@@ -796,17 +824,28 @@ bool LazyFs::SendInvalidation(const Invalidation& inv) {
   // invalidation waits for every fetch running, and new lookups in the root wait behind it.
   // So nothing is sent for a path of which the kernel holds nothing (it has no entry or inode
   // of it: most evictions, as the guard evicts only such paths above the free-space floor),
-  // and a probe is not sent while root lookups run (the cache probes again a probe interval
-  // later). A probed path already let go of is for the eviction that follows to take.
+  // and a probe waits for a moment without root lookups, or is dropped when there is none
+  // within 2 s (the cache probes again a probe interval later). A probed path already let go
+  // of is for the eviction that follows to take.
   if (!KernelHolds(inv.id)) {
     NLS_LOG(kDebug) << (inv.probe ? "probe of /nix/store/" : "evicted /nix/store/") << inv.name
                     << ": the kernel holds nothing of it";
     return inv.probe;
   }
-  if (inv.probe && root_lookups_running_ > 0) {
-    NLS_LOG(kDebug) << "eviction wants /nix/store/" << inv.name
-                    << ", which the kernel holds; not dropping its entry while lookups run";
-    return false;
+  if (inv.probe) {
+    // Root lookups of cached paths take microseconds: wait for a moment without any, up to 2 s
+    // (a fetch may take minutes).
+    std::unique_lock lock(inval_mu_);
+    for (int i = 0; i < 400 && root_lookups_running_ > 0 && !inval_stop_; ++i) {
+      inval_cv_.wait_for(lock, std::chrono::milliseconds(5), [&] { return inval_stop_; });
+    }
+    if (inval_stop_) return false;
+    if (root_lookups_running_ > 0) {
+      NLS_LOG(kDebug) << "eviction wants /nix/store/" << inv.name
+                      << ", which the kernel holds; not dropping its entry while a lookup in "
+                         "the root waits for its fetch";
+      return false;
+    }
   }
   int rc = fuse_lowlevel_notify_inval_entry(session_, kRootIno, inv.name.data(), inv.name.size());
   if (rc != 0 && rc != -ENOENT) {

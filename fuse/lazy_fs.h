@@ -112,6 +112,7 @@ class LazyFs {
     uint64_t id = 0;
     StorePath path;
     std::shared_ptr<const PathMeta> meta;
+    Hash nar_hash;  // the contents the kernel was told about (inode numbers depend on them)
   };
   struct PathEntry {
     std::shared_ptr<const PathRef> ref;
@@ -125,8 +126,12 @@ class LazyFs {
   // The path of a store path inode: the referenced one, else the cached one, else nullptr.
   std::shared_ptr<const PathRef> PathOf(uint64_t ino);
   // The cached path (its chunks readable now), fetched again if it was evicted; nullptr if no
-  // substituter has it any more.
+  // substituter has it any more, or only with other contents (another NarHash: a substituter
+  // built it differently), whose node numbers would not match the kernel's inodes.
   std::shared_ptr<CachedPath> LivePath(const PathRef& ref);
+  // False if the kernel still holds inodes of `path`'s hash part with other contents (so
+  // `path` cannot be given the same inode numbers until they are forgotten).
+  bool AgreesWithKernel(const CachedPath& path);
   // The root's listing: the cached paths, in the order of their ids (stable offsets).
   struct RootListing;
   std::shared_ptr<const RootListing> CurrentRootListing();

@@ -4,8 +4,11 @@ eviction under a small --cache-size, and the prefetch / gc / fsck subcommands.""
 
 import collections
 import contextlib
+import errno
+import hashlib
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -259,6 +262,68 @@ def test_probes_do_not_stall_lookups_behind_a_slow_fetch():
             check(reader.returncode == 0 and out.split()[0] == mountlib.walk_host([c["data"]])[
                 blob]["sha256"], "the slowly fetched file reads correctly")
             check("ERROR" not in ls.log(), "no errors logged")
+
+
+def test_refetch_with_other_contents_fails_old_users_then_serves_new():
+    """A path evicted while in use (below the free-space floor) and fetched again from a cache
+    that now has other contents for it (a substituter that built it differently: the same store
+    path, another NarHash) is never served through the inodes the kernel got for the old
+    contents: a file opened before reads EIO, not the new bytes, and new lookups fail while the
+    old inodes live; once they are forgotten the path is served with its new contents."""
+    setup_module()
+    x = mountlib.build_unique_path("contents")
+    old = open(x, "rb").read()
+    new = old.upper()
+    check(len(new) == len(old) and new != old, "a file path (%r) and other bytes for it" % old)
+    with nlstest.tmpdir() as d:
+        cache = nlstest.fill_cache(os.path.join(d, "bc"), [x, CLOSURE["tool"]], compression="none")
+        with nlstest.MountNamespace() as ns, nlstest.LazyStore(
+                ns, substituters=["file://" + cache], cache_dir=os.path.join(d, "cache"),
+                extra_args=["--no-require-sigs", "--no-prefetch-references",
+                            "--min-free-space", "100000T"]) as ls:
+            holder = ns.popen(
+                ["python3", "-c", "import os,sys,time\nf=os.open(sys.argv[1],os.O_RDONLY)\n"
+                 "print(os.pread(f,100,0).hex(),flush=True)\nsys.stdin.readline()\n"
+                 "for _ in range(3):\n    try:\n        print(os.pread(f,100,0).hex())\n"
+                 "    except OSError as e:\n        print(e.errno)\n    time.sleep(0.2)\n", x],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            check(holder.stdout.readline().strip() == old.hex(), "the file reads, held open")
+            # The cache now has other contents for the same store path.
+            nar = nlstest.nar_file(cache, x)
+            with open(nar, "rb") as f:
+                data = f.read()
+            check(data.count(old) == 1, "the NAR holds the file's bytes once")
+            with open(nar, "wb") as f:
+                f.write(data.replace(old, new))
+            digest = hashlib.sha256(data.replace(old, new)).hexdigest()
+            b32 = nlstest.run(["nix-hash", "--type", "sha256", "--to-base32", digest]).stdout.strip()
+            info = nlstest.narinfo_file(cache, x)
+            with open(info) as f:
+                text = f.read()
+            text = re.sub(r"(?m)^(NarHash|FileHash): sha256:\S+$", r"\1: sha256:" + b32, text)
+            with open(info, "w") as f:
+                f.write(text)
+            # Another fetch: below the floor, its commit evicts the path in use.
+            ns.run(["stat", CLOSURE["tool"]])
+            time.sleep(0.5)
+            codes = [ns.run(["cat", x], check=False).returncode for _ in range(2)]
+            check(codes[-1] != 0 and "still uses the copy it had before" in ls.log(),
+                  "while the old inode lives, a new lookup fails (%s)" % codes)
+            attempts = holder.communicate("\n", timeout=60)[0].split()
+            check(new.hex() not in attempts and old.hex() not in attempts and
+                  all(a == str(errno.EIO) for a in attempts),
+                  "reads of the file opened before fail with EIO (%s)" % attempts)
+            check("other contents" in ls.log(), "the log says why")
+            # The kernel forgets the old inodes once nothing uses them: then the new contents.
+            got = []
+
+            def reads_new():
+                cp = ns.run(["cat", x], check=False, capture=True)
+                got.append(cp.stdout)
+                return cp.returncode == 0
+            check(mountlib.wait_until(reads_new, 10), "the path reads again (%s)" % got[-1:])
+            check(got[-1].encode() == new, "with its new contents")
+            check(ns.run(["cat", x]).stdout.encode() == new, "and again")
 
 
 def test_prefetch_gc_fsck_commands():
