@@ -501,6 +501,7 @@ class StoreCacheImpl : public StoreCache {
     std::unordered_map<ChunkId, std::shared_ptr<OpenChunk>, ChunkIdHash> open;
     std::deque<ChunkId> order;  // FIFO of open fds, for the bound
     std::unordered_set<ChunkId, ChunkIdHash> verified;
+    uint64_t forgotten = 0;  // ForgetChunk calls: a descriptor opened before one is not kept
   };
   static constexpr size_t kShards = 16;
 
@@ -567,7 +568,11 @@ class StoreCacheImpl : public StoreCache {
                                          bool* verified);
   void MarkVerified(const ChunkId& id);
   void ForgetChunk(const ChunkId& id);
-  [[noreturn]] void Corrupt(const CachedPath& path, uint32_t node, const ChunkRef& chunk,
+  // Chunk `chunk` of file `node`, read through `fd` (-1: it was missing when opened), is
+  // damaged: deletes the chunk's file, drops `path` if it is the indexed copy, logs and throws
+  // IntegrityError. If the chunk's file is not the damaged one any more (a writer linked a fresh
+  // copy after an earlier drop), only throws: reading again reads the fresh copy.
+  [[noreturn]] void Corrupt(const CachedPath& path, uint32_t node, const ChunkRef& chunk, int fd,
                             const std::string& why);
   std::string FilePath(const CachedPath& path, uint32_t node) const;
 
@@ -1524,16 +1529,24 @@ void StoreCacheImpl::Evict(std::optional<uint64_t> target_bytes) {
 
 std::shared_ptr<OpenChunk> StoreCacheImpl::GetChunkFd(const ChunkId& id, bool* verified) {
   Shard& s = ShardOf(id);
+  uint64_t forgotten;
   {
     std::lock_guard lock(s.mu);
     *verified = s.verified.count(id) > 0;
     auto it = s.open.find(id);
     if (it != s.open.end()) return it->second;
+    forgotten = s.forgotten;
   }
   auto oc = std::make_shared<OpenChunk>();
   oc->fd = UniqueFd(::open(ChunkPath(id).c_str(), O_RDONLY | O_CLOEXEC));
   if (oc->fd.get() < 0) return nullptr;
   std::lock_guard lock(s.mu);
+  if (s.forgotten != forgotten) {
+    // A damaged chunk was dropped meanwhile: this descriptor may be of its file, and "verified"
+    // may now be about a fresh copy. Used once, unverified, and not kept.
+    *verified = false;
+    return oc;
+  }
   auto [it, inserted] = s.open.emplace(id, oc);
   if (!inserted) return it->second;
   s.order.push_back(id);
@@ -1554,6 +1567,7 @@ void StoreCacheImpl::MarkVerified(const ChunkId& id) {
 void StoreCacheImpl::ForgetChunk(const ChunkId& id) {
   Shard& s = ShardOf(id);
   std::lock_guard lock(s.mu);
+  ++s.forgotten;
   s.verified.erase(id);
   if (s.open.erase(id)) {
     auto it = std::find(s.order.begin(), s.order.end(), id);
@@ -1568,12 +1582,22 @@ std::string StoreCacheImpl::FilePath(const CachedPath& path, uint32_t node) cons
   return path.path.FullPath() + rel;
 }
 
-void StoreCacheImpl::Corrupt(const CachedPath& path, uint32_t node, const ChunkRef& chunk,
+void StoreCacheImpl::Corrupt(const CachedPath& path, uint32_t node, const ChunkRef& chunk, int fd,
                              const std::string& why) {
   std::string hash(path.path.hash_part());
   bool dropped = false;
   {
-    std::lock_guard lock(mu_);
+    std::lock_guard lock(mu_);  // writers link chunk files under it: the check below holds
+    struct stat now, was;
+    const bool present = ::stat(ChunkPath(chunk.id).c_str(), &now) == 0;
+    const bool same = !present || (fd >= 0 && ::fstat(fd, &was) == 0 && was.st_ino == now.st_ino &&
+                                   was.st_dev == now.st_dev);
+    if (!same) {
+      std::string msg = "cached file " + FilePath(path, node) + ": chunk " + chunk.id.ToHex() +
+                        " " + why + " in a copy replaced meanwhile; read it again";
+      Log(msg);
+      throw IntegrityError(msg);
+    }
     auto cit = chunks_.find(chunk.id);
     if (cit != chunks_.end()) DeleteChunkFileLocked(chunk.id, cit->second);
     auto it = paths_.find(hash);
@@ -1608,7 +1632,7 @@ std::shared_ptr<OpenChunk> StoreCacheImpl::OpenChunkOf(const CachedPath& path, u
   auto oc = GetChunkFd(c.id, verified);
   if (!oc) {
     int err = errno;
-    if (err == ENOENT) Corrupt(path, node, c, "is missing");
+    if (err == ENOENT) Corrupt(path, node, c, -1, "is missing");
     // Out of descriptors or memory: not the data's fault, keep the path.
     throw Error("cached file " + FilePath(path, node) + ": cannot open chunk " + ChunkPath(c.id) +
                 ": " + Errno(err));
@@ -1669,12 +1693,12 @@ size_t StoreCacheImpl::Read(const CachedPath& path, uint32_t node, uint64_t offs
       // The whole chunk is hashed (a pack of small files too: its id covers all of it).
       struct stat st;
       if (::fstat(oc->fd.get(), &st) != 0)
-        Corrupt(path, node, c, "cannot be read (" + Errno(errno) + ")");
+        Corrupt(path, node, c, oc->fd.get(), "cannot be read (" + Errno(errno) + ")");
       const uint64_t need = uint64_t(c.offset) + c.size;
       // No chunk is written larger than chunking.max (nor than the bytes referenced in it).
       const uint64_t limit = std::max<uint64_t>(need, opt_.chunking.max);
       if (uint64_t(st.st_size) < need || uint64_t(st.st_size) > limit)
-        Corrupt(path, node, c,
+        Corrupt(path, node, c, oc->fd.get(),
                 "has " + std::to_string(st.st_size) + " bytes, expected " + std::to_string(need) +
                     " to " + std::to_string(limit));
       const size_t want = size_t(st.st_size) + 1;  // one more: a file that grew is detected
@@ -1687,13 +1711,13 @@ size_t StoreCacheImpl::Read(const CachedPath& path, uint32_t node, uint64_t offs
       while (got < want) {
         ssize_t r = ::pread(oc->fd.get(), buf + got, want - got, off_t(got));
         if (r < 0 && errno == EINTR) continue;
-        if (r < 0) Corrupt(path, node, c, "cannot be read (" + Errno(errno) + ")");
+        if (r < 0) Corrupt(path, node, c, oc->fd.get(), "cannot be read (" + Errno(errno) + ")");
         if (r == 0) break;
         got += size_t(r);
       }
-      if (got < need) Corrupt(path, node, c, "is shorter than recorded");
+      if (got < need) Corrupt(path, node, c, oc->fd.get(), "is shorter than recorded");
       if (ChunkId::Of(std::string_view(buf, got)) != c.id)
-        Corrupt(path, node, c, "does not match its XXH3-128 hash");
+        Corrupt(path, node, c, oc->fd.get(), "does not match its XXH3-128 hash");
       MarkVerified(c.id);
       std::memcpy(out.data() + done, buf + c.offset + in_chunk, len);
     } else {
@@ -1702,8 +1726,8 @@ size_t StoreCacheImpl::Read(const CachedPath& path, uint32_t node, uint64_t offs
       while (got < len) {
         ssize_t r = ::pread(oc->fd.get(), out.data() + done + got, len - got, off_t(at + got));
         if (r < 0 && errno == EINTR) continue;
-        if (r < 0) Corrupt(path, node, c, "cannot be read (" + Errno(errno) + ")");
-        if (r == 0) Corrupt(path, node, c, "is shorter than recorded");
+        if (r < 0) Corrupt(path, node, c, oc->fd.get(), "cannot be read (" + Errno(errno) + ")");
+        if (r == 0) Corrupt(path, node, c, oc->fd.get(), "is shorter than recorded");
         got += size_t(r);
       }
     }

@@ -517,14 +517,16 @@ struct LazyFs::Impl {
                         << ") at offset " << offset << ": " << e.what();
         if (attempt > 0) break;
       }
-      // The cache dropped the path (damaged chunk) or it went away: fetch it again, once.
+      // The cache dropped the path (damaged chunk) or it went away: fetch it again, once. (If it
+      // kept it, a chunk's damaged copy was replaced while being read: read again, once.)
       std::shared_ptr<CachedPath> fresh;
       try {
         fresh = fs.lazy_.Get(path->path.hash_part());
       } catch (const std::exception& e) {
         NLS_LOG(kError) << "re-fetching " << path->path.FullPath() << ": " << e.what();
       }
-      if (!fresh || fresh.get() == path.get()) break;
+      if (!fresh) break;
+      if (fresh.get() == path.get()) continue;
       if (fresh->info.nar_hash != path->info.nar_hash) {
         NLS_LOG(kError) << path->path.FullPath() << " was fetched again with other contents "
                         << "(NarHash " << fresh->info.nar_hash.ToNixString() << ")";
