@@ -1,6 +1,8 @@
 """Stress and failure tests of the mount: concurrent cold readers over nginx (one download per
 path), SIGKILL of the daemon mid-download and remount on the same cache (then fsck is clean),
-eviction under a small --cache-size, and the prefetch / gc / fsck subcommands."""
+eviction under a small --cache-size or below the free-space floor, lookups while a slow download
+holds the root, a path fetched again with other contents, and the prefetch / gc / fsck
+subcommands."""
 
 import collections
 import contextlib
