@@ -87,7 +87,7 @@ std::shared_ptr<CachedPath> LazyStore::GetImpl(std::string_view hash_part, bool 
   // starting: then it is served from the cache, not downloaded again.
   bool was_cached = false;
   try {
-    result = cache_.Find(hash_part);
+    result = cache_.FindAgain(hash_part);
     was_cached = result != nullptr;
     if (!was_cached) result = FetchOne(std::string(hash_part), foreground);
   } catch (const PrefetchSkipped&) {

@@ -420,7 +420,13 @@ class StoreCacheImpl : public StoreCache {
   StoreCacheImpl(const CacheOptions& options, bool fsck, Report report);
   ~StoreCacheImpl() override;
 
-  std::shared_ptr<CachedPath> Find(std::string_view hash_part) override;
+  std::shared_ptr<CachedPath> Find(std::string_view hash_part) override {
+    return FindCounting(hash_part, true);
+  }
+  std::shared_ptr<CachedPath> FindAgain(std::string_view hash_part) override {
+    return FindCounting(hash_part, false);
+  }
+  std::shared_ptr<CachedPath> FindCounting(std::string_view hash_part, bool count_miss);
   std::shared_ptr<CachedPath> FindById(uint64_t id) override;
   uint64_t IdFor(const StorePath& path) override;
   std::vector<StorePath> List() override;
@@ -892,11 +898,12 @@ std::shared_ptr<CachedPath> StoreCacheImpl::FindById(uint64_t id) {
 // ---------------------------------------------------------------------------------------------
 // Lookup.
 
-std::shared_ptr<CachedPath> StoreCacheImpl::Find(std::string_view hash_part) {
+std::shared_ptr<CachedPath> StoreCacheImpl::FindCounting(std::string_view hash_part,
+                                                         bool count_miss) {
   std::lock_guard lock(mu_);
   auto it = paths_.find(std::string(hash_part));
   if (it == paths_.end()) {
-    ++misses_;
+    if (count_miss) ++misses_;
     return nullptr;
   }
   ++hits_;
@@ -1590,8 +1597,10 @@ void StoreCacheImpl::Corrupt(const CachedPath& path, uint32_t node, const ChunkR
     std::lock_guard lock(mu_);  // writers link chunk files under it: the check below holds
     struct stat now, was;
     const bool present = ::stat(ChunkPath(chunk.id).c_str(), &now) == 0;
-    const bool same = !present || (fd >= 0 && ::fstat(fd, &was) == 0 && was.st_ino == now.st_ino &&
-                                   was.st_dev == now.st_dev);
+    // (A descriptor that cannot even be stat'ed counts as the chunk's file: it is dropped.)
+    const bool same =
+        !present || (fd >= 0 && (::fstat(fd, &was) != 0 ||
+                                 (was.st_ino == now.st_ino && was.st_dev == now.st_dev)));
     if (!same) {
       std::string msg = "cached file " + FilePath(path, node) + ": chunk " + chunk.id.ToHex() +
                         " " + why + " in a copy replaced meanwhile; read it again";

@@ -106,6 +106,9 @@ class StoreCache {
 
   // The cached path with this hash part, or nullptr. Counts a hit or a miss; marks it used.
   virtual std::shared_ptr<CachedPath> Find(std::string_view hash_part) = 0;
+  // Find again, for a caller whose Find just counted a miss for the same lookup: a hit still
+  // counts (and marks the path used), a miss does not count twice.
+  virtual std::shared_ptr<CachedPath> FindAgain(std::string_view hash_part) = 0;
   // Like Find, but by stable id (for inode numbers); does not count hits/misses.
   virtual std::shared_ptr<CachedPath> FindById(uint64_t id) = 0;
   // The id the path has or will have (assigned on first sight, persisted, never reused).

@@ -797,11 +797,12 @@ void LazyFs::StartInvalidator(fuse_session* session) {
       }
       if (inval_stop_) return;
       bool probed = false;
+      bool probes_off = false;
       while (!inval_queue_.empty() && !inval_stop_) {
         Invalidation inv = std::move(inval_queue_.front());
         inval_queue_.pop_front();
         lock.unlock();
-        if (SendInvalidation(inv)) probed = true;
+        if (SendInvalidation(inv, probes_off)) probed = true;
         lock.lock();
       }
       if (probed && !inval_stop_) {
@@ -820,7 +821,7 @@ bool LazyFs::KernelHolds(uint64_t id) {
   return paths_.count(id) > 0;
 }
 
-bool LazyFs::SendInvalidation(const Invalidation& inv) {
+bool LazyFs::SendInvalidation(const Invalidation& inv, bool& probes_off) {
   // To drop an entry the kernel takes the root's lock (kernels before 6.19 even when it has no
   // such entry), which LOOKUPs in the root hold while they wait for their fetch: an entry
   // invalidation waits for every fetch running, and new lookups in the root wait behind it.
@@ -836,13 +837,14 @@ bool LazyFs::SendInvalidation(const Invalidation& inv) {
   }
   if (inv.probe) {
     // Root lookups of cached paths take microseconds: wait for a moment without any, up to 2 s
-    // (a fetch may take minutes).
+    // (a fetch may take minutes), once per batch.
     std::unique_lock lock(inval_mu_);
-    for (int i = 0; i < 400 && root_lookups_running_ > 0 && !inval_stop_; ++i) {
+    for (int i = 0; i < 400 && root_lookups_running_ > 0 && !inval_stop_ && !probes_off; ++i) {
       inval_cv_.wait_for(lock, std::chrono::milliseconds(5), [&] { return inval_stop_; });
     }
     if (inval_stop_) return false;
     if (root_lookups_running_ > 0) {
+      probes_off = true;
       NLS_LOG(kDebug) << "eviction wants /nix/store/" << inv.name
                       << ", which the kernel holds; not dropping its entry while a lookup in "
                          "the root waits for its fetch";

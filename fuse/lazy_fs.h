@@ -143,8 +143,9 @@ class LazyFs {
   void ListingChanged();
   struct Invalidation;
   // Tells the kernel about an evicted or probed path (invalidation thread, outside every lock).
-  // Returns false for a probe it did not send.
-  bool SendInvalidation(const Invalidation& inv);
+  // Returns false for a probe it did not send. `probes_off`: set when a probe found no moment
+  // without root lookups; later probes of the same batch are then dropped without waiting.
+  bool SendInvalidation(const Invalidation& inv, bool& probes_off);
   bool KernelHolds(uint64_t id);  // the kernel has references to inodes of path `id`
 
   StoreCache& cache_;

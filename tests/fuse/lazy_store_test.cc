@@ -103,6 +103,8 @@ TEST_F(LazyStoreTest, FetchesOnceAndServesFromCache) {
   EXPECT_TRUE(lazy.Get(Hash(1)));
   EXPECT_EQ(fetcher_.fetches, 1);
   EXPECT_EQ(lazy.Stats().fetched, 1u);
+  EXPECT_EQ(cache_->Stats().misses, 1u);  // one lookup missed, counted once
+  EXPECT_EQ(cache_->Stats().hits, 1u);
 }
 
 TEST_F(LazyStoreTest, SingleFlight) {
