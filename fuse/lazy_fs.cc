@@ -822,7 +822,7 @@ bool LazyFs::KernelHolds(uint64_t id) {
 }
 
 bool LazyFs::SendInvalidation(const Invalidation& inv, bool& probes_off) {
-  // To drop an entry the kernel takes the root's lock (kernels before 6.19 even when it has no
+  // To drop an entry the kernel takes the root's lock (older kernels even when it has no
   // such entry), which LOOKUPs in the root hold while they wait for their fetch: an entry
   // invalidation waits for every fetch running, and new lookups in the root wait behind it.
   // So nothing is sent for a path of which the kernel holds nothing (it has no entry or inode
