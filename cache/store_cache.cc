@@ -1671,6 +1671,11 @@ std::optional<std::vector<StoreCache::Extent>> StoreCacheImpl::Extents(const Cac
     auto oc = OpenChunkOf(path, node, c, &verified);
     if (!verified) return std::nullopt;
     int fd = oc->fd.get();
+    // A chunk file cut short since it was verified (damage from outside) would make a short
+    // splice, which the kernel takes for the end of the file: Read() finds and reports it.
+    struct stat st;
+    if (::fstat(fd, &st) != 0 || uint64_t(st.st_size) < c.offset + in_chunk + len)
+      return std::nullopt;
     out.push_back(
         Extent{.hold = std::move(oc), .fd = fd, .offset = c.offset + in_chunk, .size = len});
     done += len;

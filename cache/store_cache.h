@@ -134,7 +134,8 @@ class StoreCache {
   // The extents holding up to `size` bytes of regular file `node` from `offset`, in order (fewer
   // bytes only at end of file; none at or past it). Only chunks this process has verified (or
   // written) are handed out this way: std::nullopt when a chunk still needs verifying (or
-  // verify_always is set) or more than `max_extents` would be needed -- use Read() then.
+  // verify_always is set), is shorter than its extent (damaged since it was verified), or more
+  // than `max_extents` would be needed -- use Read() then.
   // Throws as Read does for a missing chunk.
   virtual std::optional<std::vector<Extent>> Extents(const CachedPath& path, uint32_t node,
                                                      uint64_t offset, size_t size,

@@ -517,6 +517,27 @@ TEST_F(StoreCacheTest, ExtentsMatchReadAndNeedVerifiedChunks) {
   EXPECT_FALSE(cache->Extents(*cp, 0, 0, 100, 1000).has_value()) << "verify_always: never";
 }
 
+// A verified chunk file cut short afterwards (damage from outside) is not handed out as an
+// extent (a short splice would look like the end of the file to the kernel): Read() finds it,
+// drops the path and throws, so that it is fetched again.
+TEST_F(StoreCacheTest, ChunkCutShortAfterVerificationIsNotAnExtent) {
+  std::string data = test::RandomBytes(rng_, 300001);
+  Tree t;
+  t[""] = Item{PathMeta::Type::kRegular, false, data};
+  auto cache = Open();
+  auto cp = Add(*cache, test::MakeInfo(Base(1)), t);  // written here: verified
+  ASSERT_TRUE(cache->Extents(*cp, 0, 0, 1000, 1000).has_value());
+  const ChunkRef& c = cp->meta->chunks(0)[0];
+  const std::string file = opt_.dir + "/chunks/" + c.id.ToHex().substr(0, 2) + "/" + c.id.ToHex();
+  fs::resize_file(file, c.size / 2);
+  EXPECT_FALSE(cache->Extents(*cp, 0, 0, c.size, 1000).has_value());
+  EXPECT_TRUE(cache->Extents(*cp, 0, 0, c.size / 2 - c.offset, 1000).has_value())
+      << "what is still there is";
+  std::string buf(c.size, '\0');
+  EXPECT_THROW(cache->Read(*cp, 0, 0, buf), IntegrityError);
+  EXPECT_EQ(cache->Find(test::HashPartFor(1)), nullptr);
+}
+
 TEST_F(StoreCacheTest, OpenChunkDescriptorsAreBounded) {
   opt_.max_open_chunks = 32;
   auto cache = Open();
