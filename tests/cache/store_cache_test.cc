@@ -10,6 +10,7 @@
 #include <fstream>
 #include <random>
 #include <set>
+#include <stdexcept>
 #include <thread>
 
 #include "fetch/error.h"
@@ -26,6 +27,28 @@ namespace fs = std::filesystem;
 std::string Base(uint64_t n, const std::string& name = "pkg") {
   return test::HashPartFor(n) + "-" + name + std::to_string(n);
 }
+
+// While it lives, no file this process writes may grow past `bytes` (a write beyond fails with
+// EFBIG; SIGXFSZ is ignored meanwhile). Restores the limit and the signal's handler.
+class FileSizeLimit {
+ public:
+  explicit FileSizeLimit(rlim_t bytes) {
+    if (::getrlimit(RLIMIT_FSIZE, &old_) != 0) throw std::runtime_error("getrlimit");
+    old_handler_ = std::signal(SIGXFSZ, SIG_IGN);
+    struct rlimit small = {bytes, old_.rlim_max};
+    if (::setrlimit(RLIMIT_FSIZE, &small) != 0) throw std::runtime_error("setrlimit");
+  }
+  ~FileSizeLimit() {
+    ::setrlimit(RLIMIT_FSIZE, &old_);
+    std::signal(SIGXFSZ, old_handler_);
+  }
+  FileSizeLimit(const FileSizeLimit&) = delete;
+  FileSizeLimit& operator=(const FileSizeLimit&) = delete;
+
+ private:
+  struct rlimit old_;
+  void (*old_handler_)(int);
+};
 
 class StoreCacheTest : public ::testing::Test {
  protected:
@@ -128,21 +151,15 @@ TEST_P(FailedChunkWriteTest, LeavesNothingBehind) {
   Tree big;
   big[""] = Item{PathMeta::Type::kDirectory, false, ""};
   big["big"] = Item{PathMeta::Type::kRegular, false, test::RandomBytes(rng_, 200000)};
-  struct rlimit old;
-  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
-  auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
-  struct rlimit small = {4096, old.rlim_max};  // chunks here are up to 16 KiB
-  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
   std::string what;
   try {
+    FileSizeLimit limit(4096);  // chunks here are up to 16 KiB
     auto w = cache->BeginWrite(test::MakeInfo(Base(2)));
     test::Feed(*w, big);
     w->Commit();
   } catch (const Error& e) {
     what = e.what();
   }
-  ::setrlimit(RLIMIT_FSIZE, &old);
-  std::signal(SIGXFSZ, old_handler);
   EXPECT_NE(what.find(Base(2)), std::string::npos) << what;
   EXPECT_NE(what.find(std::strerror(EFBIG)), std::string::npos) << what;
   EXPECT_EQ(cache->Find(test::HashPartFor(2)), nullptr);
@@ -156,8 +173,6 @@ TEST_P(FailedChunkWriteTest, LeavesNothingBehind) {
 INSTANTIATE_TEST_SUITE_P(ChunkFiles, FailedChunkWriteTest, ::testing::Values(true, false),
                          [](const auto& info) { return info.param ? "Unnamed" : "Named"; });
 
-// Bytes of a chunk the cache has already are never written: a path made only of known chunks
-// commits even where no file may grow past 4 KiB (chunks here are up to 16 KiB), while a path
 // Chunks exactly as large as the gather buffer, arriving in pieces of that size: fixed 64 KiB
 // chunks (a 64 KiB buffer) in 64 KiB pieces, a 64 KiB file packed in one piece, and the default
 // chunking's 1 MiB chunks (zeros have no content-defined cut) in 1 MiB pieces.
@@ -191,6 +206,8 @@ TEST_F(StoreCacheTest, PiecesAsLargeAsTheGatherBuffer) {
   }
 }
 
+// Bytes of a chunk the cache has already are never written: a path made only of known chunks
+// commits even where no file may grow past 4 KiB (chunks here are up to 16 KiB), while a path
 // with new chunks fails there.
 TEST_F(StoreCacheTest, KnownChunksAreNotWrittenAgain) {
   auto cache = Open();
@@ -201,25 +218,21 @@ TEST_F(StoreCacheTest, KnownChunksAreNotWrittenAgain) {
   other["big"].data = test::RandomBytes(rng_, 200000);
   auto first = Add(*cache, test::MakeInfo(Base(1)), big);
   const size_t chunks = ChunkFiles();
-  struct rlimit old;
-  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
-  auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
-  struct rlimit small = {4096, old.rlim_max};
-  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
   std::shared_ptr<CachedPath> same;
   std::string same_error, other_error;
-  try {
-    same = Add(*cache, test::MakeInfo(Base(2)), big);
-  } catch (const Error& e) {
-    same_error = e.what();
+  {
+    FileSizeLimit limit(4096);
+    try {
+      same = Add(*cache, test::MakeInfo(Base(2)), big);
+    } catch (const Error& e) {
+      same_error = e.what();
+    }
+    try {
+      Add(*cache, test::MakeInfo(Base(3)), other);
+    } catch (const Error& e) {
+      other_error = e.what();
+    }
   }
-  try {
-    Add(*cache, test::MakeInfo(Base(3)), other);
-  } catch (const Error& e) {
-    other_error = e.what();
-  }
-  ::setrlimit(RLIMIT_FSIZE, &old);
-  std::signal(SIGXFSZ, old_handler);
   EXPECT_EQ(same_error, "");
   ASSERT_NE(same, nullptr);
   EXPECT_EQ(test::Diff(*cache, *same, big), "");
