@@ -656,11 +656,9 @@ std::shared_ptr<const LazyFs::RootListing> LazyFs::CurrentRootListing() {
     const uint64_t id = cache_.IdFor(sp);
     auto cached = cache_.FindById(id);
     if (!cached) continue;  // evicted meanwhile
-    const auto type = cached->meta->node(0).type;
-    const mode_t mode = type == PathMeta::Type::kDirectory ? S_IFDIR
-                        : type == PathMeta::Type::kRegular ? S_IFREG
-                                                           : S_IFLNK;
-    listing->entries.push_back({sp.base_name(), MakeIno(id, 0), mode, off_t(id + 2)});
+    const uint64_t ino = MakeIno(id, 0);
+    const mode_t type = NodeAttr(*cached->meta, 0, ino).st_mode & S_IFMT;
+    listing->entries.push_back({sp.base_name(), ino, type, off_t(id + 2)});
   }
   std::sort(
       listing->entries.begin(), listing->entries.end(),
@@ -693,8 +691,7 @@ std::shared_ptr<const LazyFs::PathRef> LazyFs::Ref(const CachedPath& path, uint6
   PathEntry& entry = paths_[path.id];
   entry.nlookup += n;
   if (!entry.ref || entry.ref->meta != path.meta) {
-    entry.ref =
-        std::make_shared<const PathRef>(PathRef{path.id, path.path, path.meta, path.info.nar_hash});
+    entry.ref = PathRef::Of(path);
   }
   return entry.ref;
 }
@@ -729,8 +726,7 @@ std::shared_ptr<const LazyFs::PathRef> LazyFs::PathOf(uint64_t ino) {
   // Not referenced by the kernel (should not happen for an inode it uses): ask the cache.
   auto cached = cache_.FindById(id);
   if (!cached) return nullptr;
-  return std::make_shared<const PathRef>(
-      PathRef{cached->id, cached->path, cached->meta, cached->info.nar_hash});
+  return PathRef::Of(*cached);
 }
 
 std::shared_ptr<CachedPath> LazyFs::LivePath(const PathRef& ref) {

@@ -113,6 +113,10 @@ class LazyFs {
     StorePath path;
     std::shared_ptr<const PathMeta> meta;
     Hash nar_hash;  // the contents the kernel was told about (inode numbers depend on them)
+
+    static std::shared_ptr<const PathRef> Of(const CachedPath& p) {
+      return std::make_shared<const PathRef>(PathRef{p.id, p.path, p.meta, p.info.nar_hash});
+    }
   };
   struct PathEntry {
     std::shared_ptr<const PathRef> ref;
