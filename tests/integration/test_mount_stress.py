@@ -73,9 +73,7 @@ def test_sigkill_mid_download_then_remount_and_fsck():
                                    extra_args=["--no-prefetch-references"])
             reader = ns.popen(["cat", c["data"] + "/share/blob.bin"], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
-            busy = mountlib.wait_until(
-                lambda: mountlib.xattrs_ns(ns).get(
-                    "user.nix-lazy-store.downloads_in_flight", "0") != "0", 20)
+            busy = mountlib.wait_until(lambda: downloading(ns), 20)
             check(busy, "a throttled NAR download is in flight")
             time.sleep(1.5)
             ls.kill()
@@ -113,6 +111,11 @@ def mount_with_budget(size, extra_args=()):
                 trusted_keys=[pub],
                 extra_args=(["--cache-size", size] if size else []) + list(extra_args)) as ls:
             yield c, host, ns, ls
+
+
+def downloading(ns):
+    """Whether the mount in `ns` has a NAR download in flight (its status xattr)."""
+    return mountlib.xattrs_ns(ns).get("user.nix-lazy-store.downloads_in_flight", "0") != "0"
 
 
 def hold_open(ns, path):
@@ -247,9 +250,7 @@ def test_probes_do_not_stall_lookups_behind_a_slow_fetch():
             ns.run(["stat", c["tool"], c["hello"]])  # small paths, now held by the kernel
             blob = c["data"] + "/share/blob.bin"
             reader = ns.popen(["sha256sum", blob], stdout=subprocess.PIPE, text=True)
-            busy = mountlib.wait_until(
-                lambda: mountlib.xattrs_ns(ns).get(
-                    "user.nix-lazy-store.downloads_in_flight", "0") != "0", 20)
+            busy = mountlib.wait_until(lambda: downloading(ns), 20)
             check(busy, "a throttled 3.4 MB download is in flight (about 11 s at 300 KB/s)")
             # Its commit puts the cache over budget with hello held: eviction wants to probe it.
             ns.run(["stat", c["greet"]], timeout=60)
