@@ -192,6 +192,16 @@ class FetcherImpl : public Fetcher {
       bool dup = false;
       for (const auto& s : subs_) dup = dup || s->sub->url() == sub->url();
       if (dup) continue;
+      if (url.starts_with("s3://")) {
+        if (const S3Signing* s3 = sub->s3_signing()) {
+          NLS_LOG(kInfo) << "substituter " << url << " (" << sub->url()
+                         << "): requests signed for region " << s3->region
+                         << " with credentials from " << s3->credentials.source;
+        } else {
+          NLS_LOG(kInfo) << "substituter " << url << " (" << sub->url()
+                         << "): no AWS credentials found, requests go unsigned";
+        }
+      }
       auto state = std::make_unique<SubState>();
       state->sub = std::move(sub);
       subs_.push_back(std::move(state));
@@ -531,8 +541,11 @@ class FetcherImpl : public Fetcher {
     } else if (r.status == TransferStatus::kNotFound) {
       if (!sub.is_file()) {
         s.disabled = true;
-        NLS_LOG(kError) << "substituter " << sub.url()
-                        << " disabled: not a binary cache (no nix-cache-info: " << r.error << ")";
+        NLS_LOG(kError) << "substituter " << sub.url() << " disabled: "
+                        << (r.http_status == 403
+                                ? "access denied to nix-cache-info, check credentials and region ("
+                                : "not a binary cache (no nix-cache-info: ")
+                        << r.error << ")";
         return Availability::kDisabled;
       }
       NLS_LOG(kInfo) << "substituter " << sub.url() << " has no nix-cache-info; assuming StoreDir "

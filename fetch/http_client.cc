@@ -8,6 +8,7 @@
 #include <cstring>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "fetch/error.h"
 
@@ -15,6 +16,8 @@ namespace nls {
 namespace {
 
 constexpr size_t kErrorBodyKeep = 200;  // bytes of an error response kept for the message
+// SHA-256 of the empty string, hex: the payload hash of an S3 GET.
+const std::string kEmptySha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 void GlobalInit() {
   static std::once_flag once;
@@ -229,7 +232,7 @@ HttpClient::~HttpClient() {
 }
 
 TransferResult HttpClient::Get(const std::string& url, uint64_t range_start, BodyHandler& handler,
-                               const std::atomic<bool>* cancel) {
+                               const std::atomic<bool>* cancel, const S3Signing* s3) {
   if (cancel != nullptr && cancel->load())
     throw CancelledError("download of " + url + " cancelled");
   std::unique_ptr<CURL, EasyDeleter> easy(curl_easy_init());
@@ -277,6 +280,27 @@ TransferResult HttpClient::Get(const std::string& url, uint64_t range_start, Bod
   if (range_start > 0) {
     range = std::to_string(range_start) + "-";
     curl_easy_setopt(c, CURLOPT_RANGE, range.c_str());
+  }
+  std::string sigv4;
+  std::unique_ptr<curl_slist, SlistDeleter> s3_headers;
+  if (s3 != nullptr) {
+    sigv4 = "aws:amz:" + s3->region + ":s3";
+    curl_easy_setopt(c, CURLOPT_AWS_SIGV4, sigv4.c_str());
+    curl_easy_setopt(c, CURLOPT_USERNAME, s3->credentials.access_key_id.c_str());
+    curl_easy_setopt(c, CURLOPT_PASSWORD, s3->credentials.secret_access_key.c_str());
+    // S3 wants the payload's SHA-256 in this header (GET: the empty body's); libcurl signs it
+    // and every other x-amz-* header.
+    std::vector<std::string> lines = {"x-amz-content-sha256: " + kEmptySha256};
+    if (!s3->credentials.session_token.empty()) {
+      lines.push_back("x-amz-security-token: " + s3->credentials.session_token);
+    }
+    for (const std::string& line : lines) {
+      curl_slist* head = curl_slist_append(s3_headers.get(), line.c_str());
+      if (head == nullptr) throw Error("libcurl: out of memory for the headers of " + url);
+      (void)s3_headers.release();  // the same list, or a new one when it was empty
+      s3_headers.reset(head);
+    }
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, s3_headers.get());
   }
 
   CURLcode rc = curl_easy_perform(c);
@@ -340,10 +364,10 @@ class StringHandler : public BodyHandler {
 }  // namespace
 
 TransferResult HttpClient::GetSmall(const std::string& url, size_t max_size, std::string* body,
-                                    const std::atomic<bool>* cancel) {
+                                    const std::atomic<bool>* cancel, const S3Signing* s3) {
   StringHandler handler(body, max_size);
   try {
-    return Get(url, 0, handler, cancel);
+    return Get(url, 0, handler, cancel, s3);
   } catch (const TooLarge&) {
     TransferResult r;
     r.status = TransferStatus::kFailed;

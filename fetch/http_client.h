@@ -9,6 +9,8 @@
 // environment (http_proxy, https_proxy, all_proxy, no_proxy: libcurl's default behaviour);
 // connect timeout; a transfer that receives nothing for `stalled_timeout_s` (checked in the
 // progress callback, about once a second or more often) is aborted as a transient failure.
+// Requests to S3 buckets are signed with AWS Signature Version 4 (libcurl's CURLOPT_AWS_SIGV4)
+// when given an S3Signing.
 #pragma once
 
 #include <atomic>
@@ -18,6 +20,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+
+#include "fetch/aws_credentials.h"
 
 namespace nls {
 
@@ -68,13 +72,16 @@ class HttpClient {
   // Exceptions thrown by `handler` abort the transfer and are rethrown from here. When `cancel`
   // becomes true the transfer is aborted within about a second (usually at once) and
   // CancelledError is thrown. Never throws for network or HTTP errors: see TransferResult.
+  // With `s3`, the request is signed for service "s3" in s3->region with s3->credentials
+  // (headers x-amz-date, x-amz-content-sha256 of the empty body, x-amz-security-token when there
+  // is a session token, and Authorization).
   TransferResult Get(const std::string& url, uint64_t range_start, BodyHandler& handler,
-                     const std::atomic<bool>* cancel = nullptr);
+                     const std::atomic<bool>* cancel = nullptr, const S3Signing* s3 = nullptr);
 
   // Convenience for small files (narinfo, nix-cache-info, listings): the body in `*body`; a body
   // longer than `max_size` fails with kFailed.
   TransferResult GetSmall(const std::string& url, size_t max_size, std::string* body,
-                          const std::atomic<bool>* cancel = nullptr);
+                          const std::atomic<bool>* cancel = nullptr, const S3Signing* s3 = nullptr);
 
  private:
   struct Impl;

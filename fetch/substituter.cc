@@ -143,6 +143,7 @@ std::unique_ptr<Substituter> Substituter::Create(std::string_view url, HttpClien
     query = base.substr(q + 1);
     base = base.substr(0, q);
   }
+  std::string s3_region = "us-east-1", s3_endpoint, s3_scheme = "https", s3_profile;
   while (!query.empty()) {
     size_t amp = query.find('&');
     std::string_view kv = query.substr(0, amp);
@@ -156,9 +157,51 @@ std::unique_ptr<Substituter> Substituter::Create(std::string_view url, HttpClien
         throw ConfigError("substituter '" + std::string(url) + "': invalid priority '" + v + "'");
       }
       s->priority_override_ = static_cast<int>(p);
+    } else if (kv.starts_with("region=")) {
+      s3_region = PercentDecode(kv.substr(7));
+    } else if (kv.starts_with("endpoint=")) {
+      s3_endpoint = PercentDecode(kv.substr(9));
+    } else if (kv.starts_with("scheme=")) {
+      s3_scheme = PercentDecode(kv.substr(7));
+    } else if (kv.starts_with("profile=")) {
+      s3_profile = PercentDecode(kv.substr(8));
     }
   }
   while (base.size() > 1 && base.back() == '/' && !base.ends_with("://")) base.remove_suffix(1);
+  if (base.starts_with("s3://")) {
+    const std::string bucket(base.substr(5));
+    const auto bad = [&](const std::string& why) {
+      return ConfigError("substituter " + Quoted(url) + ": " + why);
+    };
+    if (bucket.empty() ||
+        bucket.find_first_not_of("abcdefghijklmnopqrstuvwxyz"
+                                 "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") != std::string::npos) {
+      throw bad("an S3 URL is s3://BUCKET with a bucket name of letters, digits, '.', '-', '_'");
+    }
+    if (s3_scheme != "https" && s3_scheme != "http") throw bad("scheme= wants http or https");
+    if (s3_region.empty() || s3_region.find_first_of("/:@?#") != std::string::npos) {
+      throw bad("invalid region " + Quoted(s3_region));
+    }
+    if (http == nullptr) throw bad("no HTTP client");
+    std::string http_base;
+    if (!s3_endpoint.empty()) {
+      while (s3_endpoint.ends_with('/')) s3_endpoint.pop_back();
+      http_base = HasScheme(s3_endpoint) ? s3_endpoint : s3_scheme + "://" + s3_endpoint;
+      if (!http_base.starts_with("http://") && !http_base.starts_with("https://")) {
+        throw bad("endpoint= wants HOST[:PORT] or an http(s):// URL");
+      }
+      http_base += "/" + bucket;
+    } else if (bucket.find('.') != std::string::npos) {
+      http_base = s3_scheme + "://s3." + s3_region + ".amazonaws.com/" + bucket;
+    } else {
+      http_base = s3_scheme + "://" + bucket + ".s3." + s3_region + ".amazonaws.com";
+    }
+    if (auto creds = FindAwsCredentials(s3_profile)) {
+      s->s3_signing_ = S3Signing{s3_region, std::move(*creds)};
+    }
+    s->url_ = std::move(http_base);
+    return s;
+  }
   if (base.starts_with("file://")) {
     std::string path = PercentDecode(base.substr(7));
     if (path.empty() || path[0] != '/') {
@@ -176,10 +219,19 @@ std::unique_ptr<Substituter> Substituter::Create(std::string_view url, HttpClien
       throw ConfigError("substituter '" + std::string(url) + "': no HTTP client");
   } else {
     throw ConfigError("substituter '" + std::string(url) +
-                      "': unsupported URL (supported: file:///dir, http://..., https://...)");
+                      "': unsupported URL (supported: file:///dir, http://..., https://..., "
+                      "s3://BUCKET)");
   }
   s->url_ = std::string(base);
   return s;
+}
+
+const S3Signing* Substituter::SigningFor(const std::string& abs) const {
+  // Only requests under the bucket are signed: a narinfo may name a NAR elsewhere.
+  if (!s3_signing_ || !abs.starts_with(url_) || abs.size() == url_.size() ||
+      abs[url_.size()] != '/')
+    return nullptr;
+  return &*s3_signing_;
 }
 
 std::string Substituter::Resolve(std::string_view location) const {
@@ -200,7 +252,7 @@ TransferResult Substituter::GetSmall(std::string_view location, size_t max_size,
     r.error = "cannot fetch " + abs + " from a file:// substituter without an HTTP client";
     return r;
   }
-  return http_->GetSmall(abs, max_size, body, cancel);
+  return http_->GetSmall(abs, max_size, body, cancel, SigningFor(abs));
 }
 
 TransferResult Substituter::Get(std::string_view location, uint64_t offset, BodyHandler& handler,
@@ -214,7 +266,7 @@ TransferResult Substituter::Get(std::string_view location, uint64_t offset, Body
     r.error = "cannot fetch " + abs + ": unsupported URL scheme";
     return r;
   }
-  return http_->Get(abs, offset, handler, cancel);
+  return http_->Get(abs, offset, handler, cancel, SigningFor(abs));
 }
 
 }  // namespace nls

@@ -1,6 +1,6 @@
 // One binary cache ("substituter") as the Fetcher sees it: its URL, how to reach files under it
-// (file:// through the file system, http(s):// through the shared HttpClient), and the retry
-// delay policy. Stateless apart from the configuration; the Fetcher keeps the per-substituter
+// (file:// through the file system, http(s):// and s3:// through the shared HttpClient), and the
+// retry delay policy. Stateless apart from the configuration; the Fetcher keeps the per-substituter
 // state (nix-cache-info, failure cool-down).
 #pragma once
 
@@ -27,14 +27,26 @@ class Substituter {
  public:
   // Parses "file:///abs/dir", "http://host[:port]/path" or "https://...", optionally followed by
   // "?priority=N" (overrides the cache's nix-cache-info Priority, as Nix's store URLs do; other
-  // query parameters are ignored). Trailing slashes are dropped. Throws ConfigError for other
-  // schemes or malformed URLs.
+  // query parameters are ignored). Trailing slashes are dropped.
+  //
+  // Also Nix's S3 store URLs, "s3://BUCKET[?region=R][&endpoint=E][&scheme=S][&profile=P]":
+  // without `endpoint`, https://BUCKET.s3.R.amazonaws.com (path-style https://s3.R.amazonaws.com/
+  // BUCKET for names with dots, which wildcard certificates do not cover); with it,
+  // S://E/BUCKET (path-style, as S3-compatible servers such as MinIO expect; E may also be a
+  // whole "http(s)://host[:port]" URL). R defaults to us-east-1, S to https. Requests are signed
+  // with FindAwsCredentials(P) when it finds credentials, else sent unsigned.
+  //
+  // Throws ConfigError for other schemes, malformed URLs, or a named AWS profile that is missing;
+  // FormatError for a malformed AWS credentials file.
   static std::unique_ptr<Substituter> Create(std::string_view url, HttpClient* http);
 
-  // The cache root URL without query or trailing slash, as used in log lines.
+  // The cache root URL without query or trailing slash, as used in log lines: for s3:// the
+  // HTTP(S) URL it maps to.
   const std::string& url() const { return url_; }
   bool is_file() const { return !file_root_.empty(); }
   std::optional<int> priority_override() const { return priority_override_; }
+  // For s3:// substituters with credentials: what requests are signed with; else null.
+  const S3Signing* s3_signing() const { return s3_signing_ ? &*s3_signing_ : nullptr; }
 
   // The absolute URL of `location`: itself when it has a scheme ("https://...", "file://..."),
   // else relative to the cache root (narinfo URL fields, "nar/xyz.nar.xz").
@@ -53,9 +65,12 @@ class Substituter {
 
  private:
   Substituter() = default;
+  // s3_signing() for an absolute URL under this substituter's root, else null.
+  const S3Signing* SigningFor(const std::string& abs) const;
   std::string url_;
   std::string file_root_;  // for file:// caches, the directory
   std::optional<int> priority_override_;
+  std::optional<S3Signing> s3_signing_;
   HttpClient* http_ = nullptr;
 };
 

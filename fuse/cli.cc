@@ -20,7 +20,7 @@ const char kMountHelp[] =
     "Without --foreground, returns once the mount is ready (non-zero exit if it failed).\n"
     "\n"
     "Options:\n"
-    "  --substituter URL           binary cache (file://, http://, https://); repeatable\n"
+    "  --substituter URL           binary cache: file://, http(s)://, s3://...; repeatable\n"
     "  --trusted-public-key KEY    NAME:BASE64 public key; repeatable\n"
     "  --no-require-sigs           accept narinfos without a trusted signature\n"
     "  --nix-conf FILE             read substituters/keys/... from FILE\n"

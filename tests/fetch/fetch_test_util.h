@@ -160,7 +160,9 @@ class RebuildSink : public NarSink {
 // tests/lib/fault_server.py serving `root` on a free loopback port, as a child process.
 class FaultServerProcess {
  public:
-  explicit FaultServerProcess(const std::string& root, const std::string& faults_json = "[]") {
+  // s3_json: empty, or fault_server.py's --s3 object (serve as a SigV4-checking S3 bucket).
+  explicit FaultServerProcess(const std::string& root, const std::string& faults_json = "[]",
+                              const std::string& s3_json = "") {
     const char* src = std::getenv("NLS_SOURCE_DIR");
     std::string script = src != nullptr
                              ? std::string(src) + "/tests/lib/fault_server.py"
@@ -176,8 +178,13 @@ class FaultServerProcess {
       dup2(fds[1], 1);
       close(fds[0]);
       close(fds[1]);
-      execlp("python3", "python3", script.c_str(), "--root", root.c_str(), "--faults",
-             faults_file_.c_str(), static_cast<char*>(nullptr));
+      if (s3_json.empty()) {
+        execlp("python3", "python3", script.c_str(), "--root", root.c_str(), "--faults",
+               faults_file_.c_str(), static_cast<char*>(nullptr));
+      } else {
+        execlp("python3", "python3", script.c_str(), "--root", root.c_str(), "--faults",
+               faults_file_.c_str(), "--s3", s3_json.c_str(), static_cast<char*>(nullptr));
+      }
       _exit(127);
     }
     close(fds[1]);

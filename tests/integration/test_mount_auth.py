@@ -1,15 +1,24 @@
-"""A binary cache behind HTTP basic authentication (nginx auth_basic), as sites protect their
-caches: credentials come from nix.conf's `netrc-file`, as with Nix. Real mount at /nix/store in a
-private mount namespace."""
+"""Binary caches that want credentials, as sites protect their caches. Real mount at /nix/store in
+a private mount namespace.
+
+- HTTP basic authentication (nginx auth_basic): credentials from nix.conf's `netrc-file`, as with
+  Nix.
+- A private S3 bucket (`s3://BUCKET?endpoint=...` in nix.conf): tests/lib/fault_server.py in S3
+  mode serves the `nix copy` output path-style and checks every request's AWS Signature Version 4
+  itself; credentials from an AWS shared credentials file, as on a node with a mounted Secret."""
 
 import errno
 import os
 import subprocess
+import sys
 
 import nlstest
 from nlstest import check
 
 import mountlib
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(nlstest.__file__)))
+from fault_server import FaultServer  # noqa: E402
 
 
 def write_conf(d, name, cache_url, pub, netrc_text):
@@ -60,6 +69,53 @@ def test_netrc_credentials_from_nix_conf():
                 ok = [e for e in web.entries() if str(e["status"]) == "200"]
                 check(any(e["uri"].startswith("/nar/") for e in ok),
                       "the NARs were downloaded with authentication")
+
+
+def test_private_s3_bucket_with_signed_requests():
+    nlstest.require_root()
+    c = nlstest.build_closure("auth")
+    bucket = {"bucket": "nix-cache", "region": "eu-test-1", "access_key": "AKIDNLSTEST",
+              "secret_key": "s3cret/key+1", "session_token": "session-token-1"}
+    with nlstest.tmpdir() as d:
+        cache, _, pub = nlstest.signed_cache(d, [c["hello"]])
+        creds = os.path.join(d, "aws-credentials")
+        with open(creds, "w") as f:
+            f.write("[default]\naws_access_key_id = AKIDNLSTEST\naws_secret_access_key = wrong\n"
+                    "aws_session_token = session-token-1\n"
+                    "[builders]\naws_access_key_id = AKIDNLSTEST\n"
+                    "aws_secret_access_key = s3cret/key+1\naws_session_token = session-token-1\n")
+        with FaultServer(cache, s3=bucket) as s3, nlstest.MountNamespace() as ns:
+            url = "s3://nix-cache?endpoint=127.0.0.1:%d&scheme=http&region=eu-test-1" % s3.port
+            env = {"AWS_SHARED_CREDENTIALS_FILE": creds, "AWS_ACCESS_KEY_ID": None,
+                   "AWS_SECRET_ACCESS_KEY": None, "AWS_SESSION_TOKEN": None, "AWS_PROFILE": None}
+            for profile, works in (("", False), ("&profile=builders", True)):
+                conf = os.path.join(d, "nix%s.conf" % profile.replace("&", "-"))
+                with open(conf, "w") as f:
+                    f.write("substituters = %s%s\ntrusted-public-keys = %s\n" % (url, profile, pub))
+                s3.clear_log()
+                with nlstest.LazyStore(ns, cache_dir=os.path.join(d, "cache" + profile), env=env,
+                                       extra_args=["--nix-conf", conf]) as ls:
+                    verdicts = None
+                    if works:
+                        cp = ns.run([c["hello"] + "/bin/hello"])
+                        check("Hello" in cp.stdout, "signed with profile 'builders', the closure "
+                              "is fetched from the bucket and runs")
+                        verdicts = {e["s3"] for e in s3.log()}
+                        check(verdicts == {"ok"}, "the bucket accepted every request's signature "
+                              "(%s)" % sorted(verdicts))
+                        check(any(e["path"].startswith("/nix-cache/nar/") and e["status"] == 200
+                                  for e in s3.log()), "the NARs came from the bucket")
+                        check("profile builders" not in ls.log() and
+                              "[builders]" in ls.log(), "the log names the credentials' source")
+                    else:
+                        err = mountlib.stat_errno_ns(ns, c["hello"])
+                        check(err in (errno.EIO, errno.ENOENT), "the default profile's wrong "
+                              "secret: the path is not served (errno %s)" % err)
+                        verdicts = {e["s3"] for e in s3.log()}
+                        check("SignatureDoesNotMatch" in verdicts, "the bucket refused the "
+                              "signature (%s)" % sorted(verdicts))
+                        check("SignatureDoesNotMatch" in ls.log(),
+                              "the daemon's log names S3's answer")
 
 
 if __name__ == "__main__":

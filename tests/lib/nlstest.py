@@ -86,10 +86,11 @@ Processes and places:
       namespace is killed, /nix/store is lazily unmounted inside it and the holder is killed.
 
   class LazyStore(ns, binary=None, substituters=(), cache_dir=None, trusted_keys=(),
-                  extra_args=(), mountpoint="/nix/store", log_level=None, timeout=20)
+                  extra_args=(), mountpoint="/nix/store", log_level=None, timeout=20, env=None)
       Starts `nix-lazy-store mount --foreground [--substituter U]... [--trusted-public-key K]...
       [--cache-dir D] [--log-level L] EXTRA... MOUNTPOINT` inside ns (binary: argument, else env
-      NLS_BINARY, else build*/fuse/nix-lazy-store in the source tree) and waits until a fuse mount
+      NLS_BINARY, else build*/fuse/nix-lazy-store in the source tree; env: variables added to this
+      process's environment for the daemon, a value of None removes one) and waits until a fuse mount
       is at mountpoint in the namespace (fails with the daemon's log after `timeout` s or when the
       daemon exits). .log() -> daemon stderr so far, .proc (Popen), .stop(timeout=20) (SIGTERM,
       wait, returns exit status), .kill() (SIGKILL, wait), .is_mounted(); also a context manager.
@@ -720,7 +721,7 @@ class LazyStore:
     """nix-lazy-store mounted inside a MountNamespace (see module docstring)."""
 
     def __init__(self, ns, binary=None, substituters=(), cache_dir=None, trusted_keys=(),
-                 extra_args=(), mountpoint=STORE_DIR, log_level=None, timeout=20):
+                 extra_args=(), mountpoint=STORE_DIR, log_level=None, timeout=20, env=None):
         self.ns = ns
         self.binary = binary or find_binary()
         self.mountpoint = mountpoint
@@ -747,9 +748,14 @@ class LazyStore:
         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
             notify.bind(os.path.join(notify_dir, "notify"))
-            env = dict(os.environ, NOTIFY_SOCKET=os.path.join(notify_dir, "notify"))
+            daemon_env = dict(os.environ, NOTIFY_SOCKET=os.path.join(notify_dir, "notify"))
+            for k, v in (env or {}).items():
+                if v is None:
+                    daemon_env.pop(k, None)
+                else:
+                    daemon_env[k] = v
             with os.fdopen(fd, "wb") as logf:
-                self.proc = ns.popen(argv, stdout=logf, stderr=subprocess.STDOUT, env=env)
+                self.proc = ns.popen(argv, stdout=logf, stderr=subprocess.STDOUT, env=daemon_env)
             self._wait_mounted(argv, timeout, notify)
         finally:
             notify.close()

@@ -1,0 +1,105 @@
+#include "fetch/aws_credentials.h"
+
+#include <cctype>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "fetch/error.h"
+
+namespace nls {
+namespace {
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
+  return s;
+}
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string Env(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr ? std::string(v) : std::string();
+}
+
+}  // namespace
+
+std::optional<AwsCredentials> ParseAwsCredentialsFile(std::string_view text,
+                                                      std::string_view profile,
+                                                      std::string_view origin) {
+  std::optional<AwsCredentials> found;
+  bool in_profile = false;
+  size_t line_no = 0;
+  while (!text.empty()) {
+    size_t nl = text.find('\n');
+    std::string_view line = Trim(text.substr(0, nl));
+    text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+    ++line_no;
+    if (line.empty() || line.front() == '#' || line.front() == ';') continue;
+    const std::string where = std::string(origin) + ":" + std::to_string(line_no);
+    if (line.front() == '[') {
+      if (line.back() != ']') throw FormatError(where + ": unterminated section " + Quoted(line));
+      in_profile = Trim(line.substr(1, line.size() - 2)) == profile;
+      if (in_profile && !found) found.emplace();
+      continue;
+    }
+    size_t eq = line.find('=');
+    if (eq == std::string_view::npos) {
+      throw FormatError(where + ": expected 'key = value' or '[profile]', not " + Quoted(line));
+    }
+    if (!in_profile) continue;
+    const std::string key = Lower(Trim(line.substr(0, eq)));
+    const std::string value(Trim(line.substr(eq + 1)));
+    if (key == "aws_access_key_id") {
+      found->access_key_id = value;
+    } else if (key == "aws_secret_access_key") {
+      found->secret_access_key = value;
+    } else if (key == "aws_session_token") {
+      found->session_token = value;
+    }
+  }
+  if (found) {
+    if (found->access_key_id.empty() || found->secret_access_key.empty()) {
+      throw FormatError(std::string(origin) + ": profile " + Quoted(profile) +
+                        " needs aws_access_key_id and aws_secret_access_key");
+    }
+    found->source = std::string(origin) + " [" + std::string(profile) + "]";
+  }
+  return found;
+}
+
+std::optional<AwsCredentials> FindAwsCredentials(std::string_view profile) {
+  if (profile.empty()) {
+    AwsCredentials env{Env("AWS_ACCESS_KEY_ID"), Env("AWS_SECRET_ACCESS_KEY"),
+                       Env("AWS_SESSION_TOKEN"), "environment (AWS_ACCESS_KEY_ID)"};
+    if (!env.access_key_id.empty() && !env.secret_access_key.empty()) return env;
+  }
+  std::string file = Env("AWS_SHARED_CREDENTIALS_FILE");
+  if (file.empty()) file = Env("HOME") + "/.aws/credentials";
+  const std::string wanted = !profile.empty()
+                                 ? std::string(profile)
+                                 : (Env("AWS_PROFILE").empty() ? "default" : Env("AWS_PROFILE"));
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    if (profile.empty()) return std::nullopt;
+    throw ConfigError("AWS profile " + Quoted(profile) + ": cannot read " + file + ": " +
+                      std::strerror(errno));
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  auto creds = ParseAwsCredentialsFile(text.str(), wanted, file);
+  if (!creds && !profile.empty()) {
+    throw ConfigError("AWS profile " + Quoted(profile) + " is not in " + file);
+  }
+  return creds;
+}
+
+}  // namespace nls

@@ -1,0 +1,47 @@
+// AWS credentials for S3 binary caches (Nix's `s3://BUCKET?...` substituters), found the way the
+// AWS SDKs' default chain starts: the environment, then the shared credentials file. Requests are
+// then signed with AWS Signature Version 4 by libcurl (CURLOPT_AWS_SIGV4); nothing here signs.
+//
+// Not supported (documented in docs/operations.md): instance metadata (IMDS), web identity
+// (EKS IRSA), SSO and `credential_process`; credentials are read once, when the mount starts.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace nls {
+
+struct AwsCredentials {
+  std::string access_key_id;
+  std::string secret_access_key;
+  std::string session_token;  // empty: long-term keys
+  std::string source;         // where they came from, for log lines ("environment", "FILE [P]")
+};
+
+// What an S3 substituter's requests are signed with.
+struct S3Signing {
+  std::string region;  // e.g. "us-east-1"
+  AwsCredentials credentials;
+};
+
+// Parses the text of an AWS shared credentials file (INI: `[PROFILE]` sections of
+// `key = value` lines; lines starting with `#` or `;` are comments; keys are case-insensitive)
+// and returns profile `profile`'s `aws_access_key_id`, `aws_secret_access_key` and optional
+// `aws_session_token`. nullopt when the file has no such section. Throws FormatError (naming
+// `origin` and the line) for a line that is neither a section, a setting nor a comment, and when
+// the section lacks the key id or the secret.
+std::optional<AwsCredentials> ParseAwsCredentialsFile(std::string_view text,
+                                                      std::string_view profile,
+                                                      std::string_view origin);
+
+// The credentials for an S3 substituter. With `profile` empty: $AWS_ACCESS_KEY_ID and
+// $AWS_SECRET_ACCESS_KEY (and $AWS_SESSION_TOKEN) when both are set, else profile $AWS_PROFILE
+// (default "default") of the shared credentials file ($AWS_SHARED_CREDENTIALS_FILE, default
+// $HOME/.aws/credentials) when it exists and has that profile, else nullopt (requests go
+// unsigned, as to a public bucket). With `profile` given (the URL's `profile=`): only that profile
+// of the file; ConfigError when the file or the profile is missing. FormatError for a malformed
+// file.
+std::optional<AwsCredentials> FindAwsCredentials(std::string_view profile);
+
+}  // namespace nls
