@@ -330,6 +330,7 @@ struct LazyFs::Impl {
     }
     const PathMeta::Node& d = meta.node(dir);
     const off_t total = 2 + static_cast<off_t>(d.count);
+    uint64_t refs = 0;
     for (off_t k = std::max<off_t>(offset, 0); k < total; ++k) {
       if (k < 2) {
         struct stat st;
@@ -343,9 +344,11 @@ struct LazyFs::Impl {
       std::string name(meta.name(child));
       fuse_entry_param e = Entry(fs, meta, path->id, child);
       if (!add(name.c_str(), e.attr, k + 1, plus ? &e : nullptr)) break;
-      if (plus) fs.Ref(path);  // each readdirplus entry counts as a lookup
+      if (plus) ++refs;  // each readdirplus entry counts as a lookup
     }
-    fuse_reply_buf(req, buf.data(), used);
+    if (refs > 0) fs.Ref(path, refs);
+    // The kernel did not take the entries (the caller was killed meanwhile): no lookups to count.
+    if (fuse_reply_buf(req, buf.data(), used) != 0 && refs > 0) fs.Forget(ino, refs);
   }
 
   static void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
