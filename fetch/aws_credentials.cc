@@ -1,5 +1,7 @@
 #include "fetch/aws_credentials.h"
 
+#include <sys/stat.h>
+
 #include <cctype>
 #include <cerrno>
 #include <cstdlib>
@@ -8,6 +10,7 @@
 #include <sstream>
 
 #include "fetch/error.h"
+#include "fetch/log.h"
 
 namespace nls {
 namespace {
@@ -23,6 +26,15 @@ std::string Lower(std::string_view s) {
   std::string out(s);
   for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
+}
+
+// The whole file; nullopt (errno set) when it cannot be opened.
+std::optional<std::string> ReadText(const std::string& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
 }
 
 std::string Env(const char* name) {
@@ -78,8 +90,11 @@ std::optional<AwsCredentials> ParseAwsCredentialsFile(std::string_view text,
 
 std::optional<AwsCredentials> FindAwsCredentials(std::string_view profile) {
   if (profile.empty()) {
-    AwsCredentials env{Env("AWS_ACCESS_KEY_ID"), Env("AWS_SECRET_ACCESS_KEY"),
-                       Env("AWS_SESSION_TOKEN"), "environment (AWS_ACCESS_KEY_ID)"};
+    AwsCredentials env;
+    env.access_key_id = Env("AWS_ACCESS_KEY_ID");
+    env.secret_access_key = Env("AWS_SECRET_ACCESS_KEY");
+    env.session_token = Env("AWS_SESSION_TOKEN");
+    env.source = "environment (AWS_ACCESS_KEY_ID)";
     if (!env.access_key_id.empty() && !env.secret_access_key.empty()) return env;
   }
   std::string file = Env("AWS_SHARED_CREDENTIALS_FILE");
@@ -87,19 +102,72 @@ std::optional<AwsCredentials> FindAwsCredentials(std::string_view profile) {
   const std::string wanted = !profile.empty()
                                  ? std::string(profile)
                                  : (Env("AWS_PROFILE").empty() ? "default" : Env("AWS_PROFILE"));
-  std::ifstream in(file, std::ios::binary);
-  if (!in) {
+  const std::optional<std::string> text = ReadText(file);
+  if (!text) {
     if (profile.empty()) return std::nullopt;
     throw ConfigError("AWS profile " + Quoted(profile) + ": cannot read " + file + ": " +
                       std::strerror(errno));
   }
-  std::ostringstream text;
-  text << in.rdbuf();
-  auto creds = ParseAwsCredentialsFile(text.str(), wanted, file);
+  auto creds = ParseAwsCredentialsFile(*text, wanted, file);
   if (!creds && !profile.empty()) {
     throw ConfigError("AWS profile " + Quoted(profile) + " is not in " + file);
   }
+  if (creds) {
+    creds->file = file;
+    creds->profile = wanted;
+  }
   return creds;
+}
+
+std::optional<AwsCredentialsProvider::FileId> AwsCredentialsProvider::Identify(
+    const std::string& file) {
+  struct stat st;
+  if (::stat(file.c_str(), &st) != 0) return std::nullopt;
+  return FileId{static_cast<unsigned long long>(st.st_dev),
+                static_cast<unsigned long long>(st.st_ino),
+                static_cast<unsigned long long>(st.st_size),
+                static_cast<long long>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec};
+}
+
+std::unique_ptr<AwsCredentialsProvider> AwsCredentialsProvider::Create(
+    std::string_view profile, std::chrono::steady_clock::duration recheck) {
+  auto creds = FindAwsCredentials(profile);
+  if (!creds) return nullptr;
+  std::unique_ptr<AwsCredentialsProvider> p(new AwsCredentialsProvider());
+  p->recheck_ = recheck;
+  if (!creds->file.empty()) p->file_id_ = Identify(creds->file);
+  p->current_ = std::make_shared<const AwsCredentials>(std::move(*creds));
+  p->next_check_ = std::chrono::steady_clock::now() + recheck;
+  return p;
+}
+
+std::shared_ptr<const AwsCredentials> AwsCredentialsProvider::Current() {
+  std::lock_guard lock(mu_);
+  const auto now = std::chrono::steady_clock::now();
+  if (current_->file.empty() || now < next_check_) return current_;
+  next_check_ = now + recheck_;
+  const std::string file = current_->file;
+  const auto id = Identify(file);
+  if (id == file_id_) return current_;
+  file_id_ = id;
+  try {
+    const std::optional<std::string> text = ReadText(file);
+    auto fresh = text ? ParseAwsCredentialsFile(*text, current_->profile, file) : std::nullopt;
+    if (!fresh) {
+      NLS_LOG(kWarn) << "AWS credentials: " << file
+                     << (text ? " has no profile " + current_->profile : " cannot be read")
+                     << " any more; signing with the previous keys";
+      return current_;
+    }
+    fresh->file = file;
+    fresh->profile = current_->profile;
+    NLS_LOG(kInfo) << "AWS credentials: " << file << " changed; signing with its profile "
+                   << current_->profile << " from now on";
+    current_ = std::make_shared<const AwsCredentials>(std::move(*fresh));
+  } catch (const Error& e) {
+    NLS_LOG(kWarn) << "AWS credentials: " << e.what() << "; signing with the previous keys";
+  }
+  return current_;
 }
 
 }  // namespace nls

@@ -193,10 +193,10 @@ class FetcherImpl : public Fetcher {
       for (const auto& s : subs_) dup = dup || s->sub->url() == sub->url();
       if (dup) continue;
       if (url.starts_with("s3://")) {
-        if (const S3Signing* s3 = sub->s3_signing()) {
+        if (AwsCredentialsProvider* creds = sub->s3_credentials()) {
           NLS_LOG(kInfo) << "substituter " << url << " (" << sub->url()
-                         << "): requests signed for region " << s3->region
-                         << " with credentials from " << s3->credentials.source;
+                         << "): requests signed for region " << sub->s3_region()
+                         << " with credentials from " << creds->Current()->source;
         } else {
           NLS_LOG(kInfo) << "substituter " << url << " (" << sub->url()
                          << "): no AWS credentials found, requests go unsigned";

@@ -286,13 +286,13 @@ TransferResult HttpClient::Get(const std::string& url, uint64_t range_start, Bod
   if (s3 != nullptr) {
     sigv4 = "aws:amz:" + s3->region + ":s3";
     curl_easy_setopt(c, CURLOPT_AWS_SIGV4, sigv4.c_str());
-    curl_easy_setopt(c, CURLOPT_USERNAME, s3->credentials.access_key_id.c_str());
-    curl_easy_setopt(c, CURLOPT_PASSWORD, s3->credentials.secret_access_key.c_str());
+    curl_easy_setopt(c, CURLOPT_USERNAME, s3->credentials->access_key_id.c_str());
+    curl_easy_setopt(c, CURLOPT_PASSWORD, s3->credentials->secret_access_key.c_str());
     // S3 wants the payload's SHA-256 in this header (GET: the empty body's); libcurl signs it
     // and every other x-amz-* header.
     std::vector<std::string> lines = {"x-amz-content-sha256: " + kEmptySha256};
-    if (!s3->credentials.session_token.empty()) {
-      lines.push_back("x-amz-security-token: " + s3->credentials.session_token);
+    if (!s3->credentials->session_token.empty()) {
+      lines.push_back("x-amz-security-token: " + s3->credentials->session_token);
     }
     for (const std::string& line : lines) {
       curl_slist* head = curl_slist_append(s3_headers.get(), line.c_str());

@@ -196,9 +196,8 @@ std::unique_ptr<Substituter> Substituter::Create(std::string_view url, HttpClien
     } else {
       http_base = s3_scheme + "://" + bucket + ".s3." + s3_region + ".amazonaws.com";
     }
-    if (auto creds = FindAwsCredentials(s3_profile)) {
-      s->s3_signing_ = S3Signing{s3_region, std::move(*creds)};
-    }
+    s->s3_region_ = s3_region;
+    s->s3_credentials_ = AwsCredentialsProvider::Create(s3_profile);
     s->url_ = std::move(http_base);
     return s;
   }
@@ -226,12 +225,12 @@ std::unique_ptr<Substituter> Substituter::Create(std::string_view url, HttpClien
   return s;
 }
 
-const S3Signing* Substituter::SigningFor(const std::string& abs) const {
+std::optional<S3Signing> Substituter::SigningFor(const std::string& abs) const {
   // Only requests under the bucket are signed: a narinfo may name a NAR elsewhere.
-  if (!s3_signing_ || !abs.starts_with(url_) || abs.size() == url_.size() ||
+  if (!s3_credentials_ || !abs.starts_with(url_) || abs.size() == url_.size() ||
       abs[url_.size()] != '/')
-    return nullptr;
-  return &*s3_signing_;
+    return std::nullopt;
+  return S3Signing{s3_region_, s3_credentials_->Current()};
 }
 
 std::string Substituter::Resolve(std::string_view location) const {
@@ -252,7 +251,8 @@ TransferResult Substituter::GetSmall(std::string_view location, size_t max_size,
     r.error = "cannot fetch " + abs + " from a file:// substituter without an HTTP client";
     return r;
   }
-  return http_->GetSmall(abs, max_size, body, cancel, SigningFor(abs));
+  const auto s3 = SigningFor(abs);
+  return http_->GetSmall(abs, max_size, body, cancel, s3 ? &*s3 : nullptr);
 }
 
 TransferResult Substituter::Get(std::string_view location, uint64_t offset, BodyHandler& handler,
@@ -266,7 +266,8 @@ TransferResult Substituter::Get(std::string_view location, uint64_t offset, Body
     r.error = "cannot fetch " + abs + ": unsupported URL scheme";
     return r;
   }
-  return http_->Get(abs, offset, handler, cancel, SigningFor(abs));
+  const auto s3 = SigningFor(abs);
+  return http_->Get(abs, offset, handler, cancel, s3 ? &*s3 : nullptr);
 }
 
 }  // namespace nls

@@ -45,8 +45,9 @@ class Substituter {
   const std::string& url() const { return url_; }
   bool is_file() const { return !file_root_.empty(); }
   std::optional<int> priority_override() const { return priority_override_; }
-  // For s3:// substituters with credentials: what requests are signed with; else null.
-  const S3Signing* s3_signing() const { return s3_signing_ ? &*s3_signing_ : nullptr; }
+  // For s3:// substituters with credentials: where they come from (kept current); else null.
+  AwsCredentialsProvider* s3_credentials() const { return s3_credentials_.get(); }
+  const std::string& s3_region() const { return s3_region_; }
 
   // The absolute URL of `location`: itself when it has a scheme ("https://...", "file://..."),
   // else relative to the cache root (narinfo URL fields, "nar/xyz.nar.xz").
@@ -65,12 +66,14 @@ class Substituter {
 
  private:
   Substituter() = default;
-  // s3_signing() for an absolute URL under this substituter's root, else null.
-  const S3Signing* SigningFor(const std::string& abs) const;
+  // What a request for an absolute URL under this substituter's root is signed with; nullopt for
+  // others and without credentials.
+  std::optional<S3Signing> SigningFor(const std::string& abs) const;
   std::string url_;
   std::string file_root_;  // for file:// caches, the directory
   std::optional<int> priority_override_;
-  std::optional<S3Signing> s3_signing_;
+  std::string s3_region_;
+  std::unique_ptr<AwsCredentialsProvider> s3_credentials_;
   HttpClient* http_ = nullptr;
 };
 

@@ -5,6 +5,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <stdio.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <cstdlib>
 #include <optional>
 #include <string>
@@ -140,7 +144,7 @@ TEST_F(AwsEnvTest, MapsS3UrlsToHttp) {
   EXPECT_EQ(aws->url(), "https://nix-cache.s3.us-east-1.amazonaws.com");
   EXPECT_EQ(aws->Resolve("nar/x.nar.xz"),
             "https://nix-cache.s3.us-east-1.amazonaws.com/nar/x.nar.xz");
-  EXPECT_EQ(aws->s3_signing(), nullptr);  // no credentials anywhere: unsigned
+  EXPECT_EQ(aws->s3_credentials(), nullptr);  // no credentials anywhere: unsigned
   EXPECT_EQ(Substituter::Create("s3://nix-cache/?region=eu-west-1&priority=30", &http)->url(),
             "https://nix-cache.s3.eu-west-1.amazonaws.com");
   EXPECT_EQ(Substituter::Create("s3://nix-cache?priority=30", &http)->priority_override(), 30);
@@ -162,11 +166,50 @@ TEST_F(AwsEnvTest, MapsS3UrlsToHttp) {
   ScopedEnv id("AWS_ACCESS_KEY_ID", "AKID");
   ScopedEnv secret("AWS_SECRET_ACCESS_KEY", "s");
   auto signed_sub = Substituter::Create("s3://b?region=eu-north-1", &http);
-  ASSERT_NE(signed_sub->s3_signing(), nullptr);
-  EXPECT_EQ(signed_sub->s3_signing()->region, "eu-north-1");
-  EXPECT_EQ(signed_sub->s3_signing()->credentials.access_key_id, "AKID");
+  ASSERT_NE(signed_sub->s3_credentials(), nullptr);
+  EXPECT_EQ(signed_sub->s3_region(), "eu-north-1");
+  EXPECT_EQ(signed_sub->s3_credentials()->Current()->access_key_id, "AKID");
   // Only s3:// URLs are signed.
-  EXPECT_EQ(Substituter::Create("https://b.example", &http)->s3_signing(), nullptr);
+  EXPECT_EQ(Substituter::Create("https://b.example", &http)->s3_credentials(), nullptr);
+}
+
+TEST_F(AwsEnvTest, CredentialsFollowTheirFile) {
+  const std::string file = tmp_.path() + "/credentials";
+  WriteFile(file, "[ci]\naws_access_key_id = AKID1\naws_secret_access_key = s1\n");
+  auto p = AwsCredentialsProvider::Create("ci", std::chrono::seconds(0));
+  ASSERT_NE(p, nullptr);
+  auto first = p->Current();
+  EXPECT_EQ(first->access_key_id, "AKID1");
+  EXPECT_EQ(first->source, file + " [ci]");
+  // Replaced as Kubernetes replaces a Secret's files (a new file renamed over the old one).
+  WriteFile(file + ".new",
+            "[ci]\naws_access_key_id = AKID2\naws_secret_access_key = s2\n"
+            "aws_session_token = t2\n");
+  ASSERT_EQ(::rename((file + ".new").c_str(), file.c_str()), 0);
+  EXPECT_EQ(p->Current()->access_key_id, "AKID2");
+  EXPECT_EQ(p->Current()->session_token, "t2");
+  EXPECT_EQ(first->access_key_id, "AKID1");  // a request in flight keeps what it signed with
+  // Broken or without the profile: the last good keys stay.
+  WriteFile(file, "[ci]\naws_access_key_id = AKID3\n");
+  EXPECT_EQ(p->Current()->access_key_id, "AKID2");
+  WriteFile(file, "[other]\naws_access_key_id = AKID4\naws_secret_access_key = s4\n");
+  EXPECT_EQ(p->Current()->access_key_id, "AKID2");
+  ASSERT_EQ(::unlink(file.c_str()), 0);
+  EXPECT_EQ(p->Current()->access_key_id, "AKID2");
+  WriteFile(file, "[ci]\naws_access_key_id = AKID5\naws_secret_access_key = s5\n");
+  EXPECT_EQ(p->Current()->access_key_id, "AKID5");
+
+  // Not looked at again before the recheck period has passed.
+  auto slow = AwsCredentialsProvider::Create("ci", std::chrono::hours(1));
+  WriteFile(file, "[ci]\naws_access_key_id = AKID6\naws_secret_access_key = s6\n");
+  EXPECT_EQ(slow->Current()->access_key_id, "AKID5");
+  // From the environment: read once.
+  ScopedEnv id("AWS_ACCESS_KEY_ID", "AKIDENV");
+  ScopedEnv secret("AWS_SECRET_ACCESS_KEY", "senv");
+  auto env = AwsCredentialsProvider::Create("", std::chrono::seconds(0));
+  EXPECT_EQ(env->Current()->access_key_id, "AKIDENV");
+  EXPECT_EQ(env->Current()->file, "");
+  EXPECT_THROW(AwsCredentialsProvider::Create("missing", std::chrono::seconds(0)), ConfigError);
 }
 
 // A cache served as bucket "nix-cache" in region "eu-test-1" by a server that checks signatures.
