@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <deque>
 #include <future>
@@ -27,6 +28,7 @@ using Clock = std::chrono::steady_clock;
 constexpr size_t kMaxNarInfoSize = 1 << 20;
 constexpr size_t kMaxCacheInfoSize = 64 << 10;
 constexpr size_t kMaxNegativeEntries = 100000;
+constexpr double kFirstCooldownS = 1;  // see MarkFailure
 
 double Jitter01() {
   thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -41,6 +43,7 @@ struct SubState {
   bool disabled = false;
   int priority = 50;
   Clock::time_point cooldown_until{};
+  int failures = 0;  // cool-downs in a row, without an answer in between
 };
 
 enum class Availability { kUsable, kDisabled, kUnavailable };
@@ -413,6 +416,9 @@ class FetcherImpl : public Fetcher {
         throw;
       }
       bytes_downloaded_ += handler.received();
+      if (r.status == TransferStatus::kOk || r.status == TransferStatus::kNotFound) {
+        MarkAnswered(st);
+      }
       if (r.status == TransferStatus::kOk) return true;
       if (r.status == TransferStatus::kNotFound) {
         *not_found = true;
@@ -496,15 +502,28 @@ class FetcherImpl : public Fetcher {
     }
   }
 
+  // The substituter could not be asked: skip it for a while. The first cool-down is short
+  // (kFirstCooldownS) and each one after it, without an answer in between, doubles, up to
+  // failure_cooldown_s: a server back after a restart is used again within seconds, a dead one
+  // is tried once per failure_cooldown_s.
   void MarkFailure(SubState& s, const std::string& cause) {
     if (opt_.failure_cooldown_s <= 0) return;
     auto now = Clock::now();
     std::lock_guard<std::mutex> lock(cooldown_mu_);
     if (s.cooldown_until > now) return;
-    s.cooldown_until = now + std::chrono::duration_cast<Clock::duration>(
-                                 std::chrono::duration<double>(opt_.failure_cooldown_s));
+    const double secs = std::min(opt_.failure_cooldown_s,
+                                 kFirstCooldownS * std::pow(2.0, std::min(s.failures, 30)));
+    ++s.failures;
+    s.cooldown_until =
+        now + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(secs));
     NLS_LOG(kWarn) << "substituter " << s.sub->url() << " keeps failing (" << cause
-                   << "); skipping it for " << opt_.failure_cooldown_s << " s";
+                   << "); skipping it for " << secs << " s";
+  }
+
+  // The substituter answered (found or not): the next failure starts a short cool-down again.
+  void MarkAnswered(SubState& s) {
+    std::lock_guard<std::mutex> lock(cooldown_mu_);
+    s.failures = 0;
   }
 
   bool InCooldown(SubState& s) {
@@ -523,6 +542,7 @@ class FetcherImpl : public Fetcher {
     TransferResult r = WithRetries(sub, "reading nix-cache-info", [&] {
       return sub.GetSmall("nix-cache-info", kMaxCacheInfoSize, &body, &cancelled_);
     });
+    if (r.status == TransferStatus::kOk || r.status == TransferStatus::kNotFound) MarkAnswered(s);
     CacheInfo info;
     if (r.status == TransferStatus::kOk) {
       try {
@@ -574,6 +594,7 @@ class FetcherImpl : public Fetcher {
       ++narinfo_requests_;
       return sub.GetSmall(location, kMaxNarInfoSize, &body, &cancelled_);
     });
+    if (r.status == TransferStatus::kOk || r.status == TransferStatus::kNotFound) MarkAnswered(s);
     if (r.status == TransferStatus::kNotFound) {
       NLS_LOG(kDebug) << hash_part << " not in " << sub.url();
       return nullptr;

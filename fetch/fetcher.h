@@ -29,7 +29,7 @@ struct FetchOptions {
   int download_attempts = 5;            // nix.conf download-attempts
   double retry_base_delay_s = 0.1;      // first retry delay, doubled each time, with jitter
   double negative_ttl_s = 2;            // narinfo-cache-negative-ttl
-  double failure_cooldown_s = 30;       // a substituter that keeps failing is skipped this long
+  double failure_cooldown_s = 30;       // longest skip of a failing substituter (1 s, doubling)
   int max_parallel_downloads = 16;      // NAR downloads at once; others wait
   double max_retry_after_s = 10;        // a server's Retry-After is honoured up to this
   size_t max_cached_narinfos = 100000;  // positive narinfo cache bound (oldest dropped)

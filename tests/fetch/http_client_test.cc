@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <chrono>
 #include <future>
 #include <thread>
@@ -165,6 +167,42 @@ TEST_F(HttpTest, FailingSubstituterSitsOutTheCooldown) {
   EXPECT_LT(Since(t), 0.5);
   // A path nobody has: the unavailable substituter makes it a transient failure, not "absent".
   EXPECT_THROW(f->Query(TestCache::HashPart("nowhere")), TransientError);
+}
+
+TEST_F(HttpTest, CooldownGrowsWhileFailingAndStartsShortAgainAfterAnAnswer) {
+  // nix-cache-info fails for two rounds of 3 attempts; plain_'s narinfo for one round.
+  const std::string plain_hash(plain_.store_path.hash_part());
+  FaultServerProcess server(cache_->dir(),
+                            R"([{"path": "nix-cache-info", "status": 503, "times": 6},
+      {"path": ")" + plain_hash +
+                                R"(", "status": 503, "times": 3}])");
+  FetchOptions o = Options(server.url());
+  o.failure_cooldown_s = 30;
+  o.download_attempts = 3;
+  auto f = Fetcher::Create(o);
+  auto requests = [&] {
+    HttpClient client({});
+    std::string log;
+    client.GetSmall(server.url() + "/_log", 1 << 20, &log);
+    return nlohmann::json::parse(log).size();
+  };
+  auto pause = [](double s) { std::this_thread::sleep_for(std::chrono::duration<double>(s)); };
+  EXPECT_THROW(f->Query(info_.store_path.hash_part()), TransientError);
+  EXPECT_EQ(requests(), 3u);  // (reading the log is not logged)
+  EXPECT_THROW(f->Query(info_.store_path.hash_part()), TransientError);  // 1 s cool-down
+  EXPECT_EQ(requests(), 3u);
+  pause(1.2);
+  EXPECT_THROW(f->Query(info_.store_path.hash_part()), TransientError);  // asked: fails again
+  EXPECT_EQ(requests(), 6u);
+  pause(1.2);
+  EXPECT_THROW(f->Query(info_.store_path.hash_part()), TransientError);  // now a 2 s cool-down
+  EXPECT_EQ(requests(), 6u);
+  pause(1.0);
+  EXPECT_NE(f->Query(info_.store_path.hash_part()), nullptr);  // answered
+  // The answer reset the cool-down: the next failure skips the server for 1 s, not 4 s.
+  EXPECT_THROW(f->Query(plain_.store_path.hash_part()), TransientError);
+  pause(1.2);
+  EXPECT_NE(f->Query(plain_.store_path.hash_part()), nullptr);
 }
 
 TEST_F(HttpTest, MissingCacheInfoDisablesHttpSubstituter) {
