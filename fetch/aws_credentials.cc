@@ -1,13 +1,14 @@
 #include "fetch/aws_credentials.h"
 
+#include <fcntl.h>
+#include <pwd.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "fetch/error.h"
 #include "fetch/log.h"
@@ -28,13 +29,34 @@ std::string Lower(std::string_view s) {
   return out;
 }
 
-// The whole file; nullopt (errno set) when it cannot be opened.
-std::optional<std::string> ReadText(const std::string& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
+// The whole file, or the errno of the failure in `*err`.
+std::optional<std::string> ReadText(const std::string& file, int* err) {
+  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    *err = errno;
+    return std::nullopt;
+  }
+  std::string text;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof(buf))) != 0) {
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      *err = errno;
+      ::close(fd);
+      return std::nullopt;
+    }
+    text.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return text;
+}
+
+// $HOME, else the home directory of the user running us (root's under systemd without HOME).
+std::string HomeDir() {
+  if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') return home;
+  const struct passwd* pw = ::getpwuid(::getuid());
+  return pw != nullptr && pw->pw_dir != nullptr ? pw->pw_dir : "";
 }
 
 std::string Env(const char* name) {
@@ -57,17 +79,18 @@ std::optional<AwsCredentials> ParseAwsCredentialsFile(std::string_view text,
     ++line_no;
     if (line.empty() || line.front() == '#' || line.front() == ';') continue;
     const std::string where = std::string(origin) + ":" + std::to_string(line_no);
+    // Errors name the line, never its text: it may hold a secret.
     if (line.front() == '[') {
-      if (line.back() != ']') throw FormatError(where + ": unterminated section " + Quoted(line));
+      if (line.back() != ']') throw FormatError(where + ": a section header without ']'");
       in_profile = Trim(line.substr(1, line.size() - 2)) == profile;
       if (in_profile && !found) found.emplace();
       continue;
     }
+    if (!in_profile) continue;  // other profiles' lines are their owners' business
     size_t eq = line.find('=');
     if (eq == std::string_view::npos) {
-      throw FormatError(where + ": expected 'key = value' or '[profile]', not " + Quoted(line));
+      throw FormatError(where + ": expected 'key = value' in profile " + Quoted(profile));
     }
-    if (!in_profile) continue;
     const std::string key = Lower(Trim(line.substr(0, eq)));
     const std::string value(Trim(line.substr(eq + 1)));
     if (key == "aws_access_key_id") {
@@ -98,15 +121,18 @@ std::optional<AwsCredentials> FindAwsCredentials(std::string_view profile) {
     if (!env.access_key_id.empty() && !env.secret_access_key.empty()) return env;
   }
   std::string file = Env("AWS_SHARED_CREDENTIALS_FILE");
-  if (file.empty()) file = Env("HOME") + "/.aws/credentials";
-  const std::string wanted = !profile.empty()
-                                 ? std::string(profile)
-                                 : (Env("AWS_PROFILE").empty() ? "default" : Env("AWS_PROFILE"));
-  const std::optional<std::string> text = ReadText(file);
+  if (file.empty()) file = HomeDir() + "/.aws/credentials";
+  // The AWS SDK for C++ (Nix's) looks at AWS_DEFAULT_PROFILE, then AWS_PROFILE.
+  std::string wanted(profile);
+  if (wanted.empty()) wanted = Env("AWS_DEFAULT_PROFILE");
+  if (wanted.empty()) wanted = Env("AWS_PROFILE");
+  if (wanted.empty()) wanted = "default";
+  int err = 0;
+  const std::optional<std::string> text = ReadText(file, &err);
   if (!text) {
     if (profile.empty()) return std::nullopt;
     throw ConfigError("AWS profile " + Quoted(profile) + ": cannot read " + file + ": " +
-                      std::strerror(errno));
+                      std::strerror(err));
   }
   auto creds = ParseAwsCredentialsFile(*text, wanted, file);
   if (!creds && !profile.empty()) {
@@ -151,11 +177,13 @@ std::shared_ptr<const AwsCredentials> AwsCredentialsProvider::Current() {
   if (id == file_id_) return current_;
   file_id_ = id;
   try {
-    const std::optional<std::string> text = ReadText(file);
+    int err = 0;
+    const std::optional<std::string> text = ReadText(file, &err);
     auto fresh = text ? ParseAwsCredentialsFile(*text, current_->profile, file) : std::nullopt;
     if (!fresh) {
       NLS_LOG(kWarn) << "AWS credentials: " << file
-                     << (text ? " has no profile " + current_->profile : " cannot be read")
+                     << (text ? " has no profile " + current_->profile
+                              : std::string(" cannot be read (") + std::strerror(err) + ")")
                      << " any more; signing with the previous keys";
       return current_;
     }

@@ -29,19 +29,21 @@ struct AwsCredentials {
 // `key = value` lines; lines starting with `#` or `;` are comments; keys are case-insensitive)
 // and returns profile `profile`'s `aws_access_key_id`, `aws_secret_access_key` and optional
 // `aws_session_token`. nullopt when the file has no such section. Throws FormatError (naming
-// `origin` and the line) for a line that is neither a section, a setting nor a comment, and when
-// the section lacks the key id or the secret.
+// `origin` and the line number, never the line's text) for a section header without `]`, for a
+// line of `profile` that is not `key = value`, and when `profile` lacks the key id or the
+// secret. Other profiles' lines are not looked at.
 std::optional<AwsCredentials> ParseAwsCredentialsFile(std::string_view text,
                                                       std::string_view profile,
                                                       std::string_view origin);
 
 // The credentials for an S3 substituter. With `profile` empty: $AWS_ACCESS_KEY_ID and
-// $AWS_SECRET_ACCESS_KEY (and $AWS_SESSION_TOKEN) when both are set, else profile $AWS_PROFILE
-// (default "default") of the shared credentials file ($AWS_SHARED_CREDENTIALS_FILE, default
-// $HOME/.aws/credentials) when it exists and has that profile, else nullopt (requests go
-// unsigned, as to a public bucket). With `profile` given (the URL's `profile=`): only that profile
-// of the file; ConfigError when the file or the profile is missing. FormatError for a malformed
-// file.
+// $AWS_SECRET_ACCESS_KEY (and $AWS_SESSION_TOKEN) when both are set, else profile
+// $AWS_DEFAULT_PROFILE, else $AWS_PROFILE, else "default" of the shared credentials file
+// ($AWS_SHARED_CREDENTIALS_FILE, default ~/.aws/credentials; ~ is $HOME, else the user's home
+// directory from the password database) when it exists and has that profile, else nullopt (requests
+// go unsigned, as to a public bucket). With `profile` given (the URL's `profile=`): only that
+// profile of the file; ConfigError when the file or the profile is missing. FormatError for a
+// malformed file.
 std::optional<AwsCredentials> FindAwsCredentials(std::string_view profile);
 
 // What one S3 request is signed with.

@@ -542,7 +542,7 @@ class FetcherImpl : public Fetcher {
     TransferResult r = WithRetries(sub, "reading nix-cache-info", [&] {
       return sub.GetSmall("nix-cache-info", kMaxCacheInfoSize, &body, &cancelled_);
     });
-    if (r.status == TransferStatus::kOk || r.status == TransferStatus::kNotFound) MarkAnswered(s);
+    if (r.status == TransferStatus::kOk) MarkAnswered(s);
     CacheInfo info;
     if (r.status == TransferStatus::kOk) {
       try {
@@ -558,14 +558,18 @@ class FetcherImpl : public Fetcher {
                         << info.store_dir << "' is not ours ('" << opt_.store_dir << "')";
         return Availability::kDisabled;
       }
+    } else if (r.http_status == 403 && sub.is_s3()) {
+      // A bucket says 403 to wrong or not yet rotated keys: try again after the cool-down.
+      ++errors_;
+      NLS_LOG(kWarn) << "substituter " << sub.url() << ": cannot read nix-cache-info (check the "
+                     << "AWS credentials and the region): " << r.error;
+      MarkFailure(s, r.error);
+      return Availability::kUnavailable;
     } else if (r.status == TransferStatus::kNotFound) {
       if (!sub.is_file()) {
         s.disabled = true;
-        NLS_LOG(kError) << "substituter " << sub.url() << " disabled: "
-                        << (r.http_status == 403
-                                ? "access denied to nix-cache-info, check credentials and region ("
-                                : "not a binary cache (no nix-cache-info: ")
-                        << r.error << ")";
+        NLS_LOG(kError) << "substituter " << sub.url()
+                        << " disabled: not a binary cache (no nix-cache-info: " << r.error << ")";
         return Availability::kDisabled;
       }
       NLS_LOG(kInfo) << "substituter " << sub.url() << " has no nix-cache-info; assuming StoreDir "

@@ -290,16 +290,17 @@ TransferResult HttpClient::Get(const std::string& url, uint64_t range_start, Bod
     curl_easy_setopt(c, CURLOPT_PASSWORD, s3->credentials->secret_access_key.c_str());
     // S3 wants the payload's SHA-256 in this header (GET: the empty body's); libcurl signs it
     // and every other x-amz-* header.
-    std::vector<std::string> lines = {"x-amz-content-sha256: " + kEmptySha256};
-    if (!s3->credentials->session_token.empty()) {
-      lines.push_back("x-amz-security-token: " + s3->credentials->session_token);
+    curl_slist* headers =
+        curl_slist_append(nullptr, ("x-amz-content-sha256: " + kEmptySha256).c_str());
+    s3_headers.reset(headers);
+    if (headers != nullptr && !s3->credentials->session_token.empty()) {
+      headers = curl_slist_append(
+          headers, ("x-amz-security-token: " + s3->credentials->session_token).c_str());
     }
-    for (const std::string& line : lines) {
-      curl_slist* head = curl_slist_append(s3_headers.get(), line.c_str());
-      if (head == nullptr) throw Error("libcurl: out of memory for the headers of " + url);
-      (void)s3_headers.release();  // the same list, or a new one when it was empty
-      s3_headers.reset(head);
-    }
+    if (headers == nullptr) throw Error("libcurl: out of memory for the headers of " + url);
+    // libcurl would send these headers (the session token) to wherever a redirect points;
+    // S3 redirects only to name the bucket's region, which the configuration must then say.
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, s3_headers.get());
   }
 

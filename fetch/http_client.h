@@ -74,7 +74,7 @@ class HttpClient {
   // CancelledError is thrown. Never throws for network or HTTP errors: see TransferResult.
   // With `s3`, the request is signed for service "s3" in s3->region with s3->credentials
   // (headers x-amz-date, x-amz-content-sha256 of the empty body, x-amz-security-token when there
-  // is a session token, and Authorization).
+  // is a session token, and Authorization), and redirects are not followed (a 3xx is kFailed).
   TransferResult Get(const std::string& url, uint64_t range_start, BodyHandler& handler,
                      const std::atomic<bool>* cancel = nullptr, const S3Signing* s3 = nullptr);
 

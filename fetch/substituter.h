@@ -44,6 +44,7 @@ class Substituter {
   // HTTP(S) URL it maps to.
   const std::string& url() const { return url_; }
   bool is_file() const { return !file_root_.empty(); }
+  bool is_s3() const { return !s3_region_.empty(); }
   std::optional<int> priority_override() const { return priority_override_; }
   // For s3:// substituters with credentials: where they come from (kept current); else null.
   AwsCredentialsProvider* s3_credentials() const { return s3_credentials_.get(); }

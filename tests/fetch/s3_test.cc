@@ -8,10 +8,12 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "fetch/aws_credentials.h"
 #include "fetch/error.h"
@@ -64,6 +66,7 @@ class AwsEnvTest : public ::testing::Test {
   ScopedEnv secret_{"AWS_SECRET_ACCESS_KEY", std::nullopt};
   ScopedEnv token_{"AWS_SESSION_TOKEN", std::nullopt};
   ScopedEnv profile_{"AWS_PROFILE", std::nullopt};
+  ScopedEnv default_profile_{"AWS_DEFAULT_PROFILE", std::nullopt};
   ScopedEnv file_{"AWS_SHARED_CREDENTIALS_FILE", tmp_.path() + "/credentials"};
 };
 
@@ -104,11 +107,19 @@ TEST(AwsCredentialsFileTest, RejectsMalformedFiles) {
                FormatError);
   EXPECT_THROW(ParseAwsCredentialsFile("[default\n", "default", "F"), FormatError);
   try {
-    ParseAwsCredentialsFile("[a]\nx = 1\njunk\n", "a", "/etc/creds");
+    ParseAwsCredentialsFile("[a]\nx = 1\nsecret-value\n", "a", "/etc/creds");
     FAIL() << "no error";
   } catch (const FormatError& e) {
     EXPECT_NE(std::string(e.what()).find("/etc/creds:3"), std::string::npos) << e.what();
+    // The line is not quoted: it could be a secret.
+    EXPECT_EQ(std::string(e.what()).find("secret-value"), std::string::npos) << e.what();
   }
+  // Another profile's odd lines do not matter.
+  EXPECT_EQ(ParseAwsCredentialsFile("[b]\njunk\n[a]\naws_access_key_id=K\n"
+                                    "aws_secret_access_key=S\n",
+                                    "a", "F")
+                ->access_key_id,
+            "K");
 }
 
 TEST_F(AwsEnvTest, EnvironmentFirstThenProfileFromTheFile) {
@@ -118,6 +129,8 @@ TEST_F(AwsEnvTest, EnvironmentFirstThenProfileFromTheFile) {
   {
     ScopedEnv p("AWS_PROFILE", "ci");
     EXPECT_EQ(FindAwsCredentials("")->access_key_id, "AKIDCI");
+    ScopedEnv dp("AWS_DEFAULT_PROFILE", "default");  // as the AWS SDK for C++: this one first
+    EXPECT_EQ(FindAwsCredentials("")->access_key_id, "AKIDDEFAULT");
   }
   {
     ScopedEnv id("AWS_ACCESS_KEY_ID", "AKIDENV");
@@ -239,7 +252,11 @@ class S3FetchTest : public AwsEnvTest {
     o.trusted_keys.Add(key_.ToPublicKey());
     o.retry_base_delay_s = 0.02;
     auto f = Fetcher::Create(o);
-    auto path = f->Query(info_.store_path.hash_part());
+    std::shared_ptr<const PathInfo> path;
+    try {
+      path = f->Query(info_.store_path.hash_part());
+    } catch (const TransientError&) {  // the bucket refused: "cannot be asked", not "absent"
+    }
     if (!path) return std::nullopt;
     RebuildSink sink;
     f->FetchNar(*path, sink);
@@ -313,10 +330,53 @@ TEST_F(S3FetchTest, WrongOrMissingCredentialsAreRefused) {
     EXPECT_EQ(Fetch(server, "s3://nix-cache?endpoint=127.0.0.1:{PORT}&scheme=http&region=x"),
               std::nullopt);
   }
-  EXPECT_NE(Verdicts(server).find("AuthorizationHeaderMalformed 403"), std::string::npos)
+  EXPECT_NE(Verdicts(server).find("AuthorizationHeaderMalformed 400"), std::string::npos)
       << Verdicts(server);
   EXPECT_EQ(Fetch(server, kUrl), std::nullopt);  // unsigned
   EXPECT_NE(Verdicts(server).find("AccessDenied 403"), std::string::npos) << Verdicts(server);
+}
+
+TEST_F(S3FetchTest, ARefusedBucketIsAskedAgainAfterTheCooldown) {
+  // 403 to wrong or not yet rotated keys does not disable the substituter (as a 403 from an
+  // HTTP cache's nix-cache-info does): the credentials file may be fixed meanwhile.
+  FaultServerProcess server(cache_->dir(), "[]", ServerConfig());
+  ScopedEnv id("AWS_ACCESS_KEY_ID", "AKIDTEST");
+  ScopedEnv secret("AWS_SECRET_ACCESS_KEY", "wrong");
+  FetchOptions o;
+  std::string url = kUrl;
+  url.replace(url.find("{PORT}"), 6, std::to_string(server.port()));
+  o.substituters = {url};
+  o.trusted_keys.Add(key_.ToPublicKey());
+  o.download_attempts = 1;
+  auto f = Fetcher::Create(o);
+  EXPECT_THROW(f->Query(info_.store_path.hash_part()), TransientError);
+  const auto asked = [&] {
+    const std::string v = Verdicts(server);
+    return std::count(v.begin(), v.end(), '\n');
+  };
+  EXPECT_EQ(asked(), 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+  EXPECT_THROW(f->Query(info_.store_path.hash_part()), TransientError);
+  EXPECT_EQ(asked(), 2) << Verdicts(server);
+}
+
+TEST_F(S3FetchTest, RedirectsAreNotFollowedWithTheSessionToken) {
+  // A bucket (or something posing as one) redirects: libcurl would send the session token along.
+  FaultServerProcess elsewhere(cache_->dir());
+  FaultServerProcess server(
+      cache_->dir(),
+      R"([{"path": "nix-cache-info", "status": 307, "location": ")" + elsewhere.url() + R"(/x"}])",
+      ServerConfig("tok"));
+  ScopedEnv id("AWS_ACCESS_KEY_ID", "AKIDTEST");
+  ScopedEnv secret("AWS_SECRET_ACCESS_KEY", "test/secret+key");
+  ScopedEnv token("AWS_SESSION_TOKEN", "tok");
+  EXPECT_EQ(Fetch(server, kUrl), std::nullopt);
+  EXPECT_NE(Verdicts(server).find("ok 307 /nix-cache/nix-cache-info"), std::string::npos)
+      << Verdicts(server);
+  HttpClient client({});
+  std::string log;
+  client.GetSmall(elsewhere.url() + "/_log", 1 << 20, &log);
+  EXPECT_EQ(log, "[]");
 }
 
 }  // namespace

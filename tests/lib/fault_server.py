@@ -6,7 +6,8 @@ Python stdlib only. Keep-alive, GET/HEAD, single "Range: bytes=N-" / "bytes=N-M"
 Faults are rules, tried in order; the first whose "path" (a regex searched in the request path)
 matches and whose "times" budget is not used up applies (times: how many matching requests get
 the fault; omitted or -1 = always). Actions (one per rule):
-  {"status": 500}                          answer with that status (and "retry_after": S header)
+  {"status": 500}                          answer with that status (and "retry_after": S header,
+                                           "location": URL header)
   {"truncate": N}                          send the full Content-Length header but only N body
                                            bytes (from the requested offset), then close
   {"stall": N, "stall_s": S}               send N body bytes, then stall S seconds, then close
@@ -22,8 +23,10 @@ path-style under /BUCKET/ as an S3-compatible server does, and every cache reque
 valid AWS Signature Version 4 (header form), checked here independently of any client: the
 credential's key id, date and region, every x-amz-* header and Host signed, x-amz-date within
 15 minutes, x-amz-content-sha256 present, the session token when one is configured, and the
-signature recomputed from the canonical request. A request that fails gets S3's 403 with an XML
-<Error><Code>, and its log entry's "s3" field names the code ("ok" when accepted).
+signature recomputed from the canonical request (path segments and query URI-encoded and sorted
+as S3 does). A request that fails gets the status S3 gives its error code (403 for a wrong
+signature or key, 400 for a wrong region or token) with an XML <Error><Code>, and its log entry's
+"s3" field names the code ("ok" when accepted).
 
 Run: fault_server.py --root DIR [--port 0] [--faults FILE.json] [--s3 JSON]; prints "PORT <n>"
 when ready. As a module: FaultServer(root, faults, s3=None) context manager with .url,
@@ -41,6 +44,7 @@ import socket
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 
 
@@ -52,13 +56,37 @@ def _hmac(key, msg):
     return hmac.new(key, msg.encode(), hashlib.sha256).digest()
 
 
+# The HTTP status real S3 answers each error code with.
+S3_ERROR_STATUS = {"AccessDenied": 403, "InvalidAccessKeyId": 403, "SignatureDoesNotMatch": 403,
+                   "RequestTimeTooSkewed": 403, "AuthorizationHeaderMalformed": 400,
+                   "InvalidToken": 400, "InvalidRequest": 400, "NoSuchBucket": 404}
+
+
+def _uri_encode(s, keep_slash):
+    return urllib.parse.quote(s, safe="-_.~" + ("/" if keep_slash else ""))
+
+
+def _canonical_uri(path):
+    # S3: each segment decoded, then URI-encoded once (RFC 3986 unreserved characters kept).
+    return "/".join(_uri_encode(urllib.parse.unquote(seg), False) for seg in path.split("/"))
+
+
+def _canonical_query(query):
+    pairs = []
+    for q in query.split("&") if query else []:
+        k, _, v = q.partition("=")
+        pairs.append((_uri_encode(urllib.parse.unquote_plus(k), False),
+                      _uri_encode(urllib.parse.unquote_plus(v), False)))
+    return "&".join("%s=%s" % kv for kv in sorted(pairs))
+
+
 _AUTH_RE = re.compile(r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/s3/aws4_request, ?"
                       r"SignedHeaders=([a-z0-9;-]+), ?Signature=([0-9a-f]{64})")
 
 
 def sigv4_error(s3, method, raw_path, headers):
     """None when the request is signed as S3 wants (see the module docstring), else S3's error
-    code. headers: an email.message.Message-like mapping (case-insensitive get, keys())."""
+    code. headers: an email.message.Message (case-insensitive get, get_all, keys())."""
     m = _AUTH_RE.fullmatch(headers.get("Authorization", ""))
     if not m:
         return "AccessDenied"
@@ -87,10 +115,11 @@ def sigv4_error(s3, method, raw_path, headers):
     if s3.get("session_token") and headers.get("x-amz-security-token") != s3["session_token"]:
         return "InvalidToken"
     path, _, query = raw_path.partition("?")
-    canonical_query = "&".join(sorted(q if "=" in q else q + "=" for q in query.split("&") if q))
-    canonical_headers = "".join("%s:%s\n" % (h, " ".join(headers.get(h, "").split()))
-                                for h in signed_names)
-    canonical = "\n".join([method, path, canonical_query, canonical_headers, signed, payload])
+    canonical_headers = "".join(
+        "%s:%s\n" % (h, ",".join(" ".join(v.split()) for v in headers.get_all(h, [])))
+        for h in signed_names)
+    canonical = "\n".join([method, _canonical_uri(path), _canonical_query(query),
+                           canonical_headers, signed, payload])
     scope = "%s/%s/s3/aws4_request" % (day, region)
     to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, _sha256_hex(canonical)])
     key = _hmac(("AWS4" + s3["secret_key"]).encode(), day)
@@ -180,7 +209,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if s3 == "ok" and not path.startswith(prefix):
                 s3 = "NoSuchBucket"
             if s3 != "ok":
-                status = 404 if s3 == "NoSuchBucket" else 403
+                status = S3_ERROR_STATUS[s3]
                 self._record(status, None, s3)
                 body = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>%s</Code>"
                         "<Message>rejected by the test server</Message></Error>" % s3).encode()
@@ -202,6 +231,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             headers = {}
             if "retry_after" in rule:
                 headers["Retry-After"] = str(rule["retry_after"])
+            if "location" in rule:
+                headers["Location"] = rule["location"]
             self._record(rule["status"], fault, s3)
             return self._send_simple(rule["status"], b"injected fault\n", headers)
         fs_path = os.path.normpath(os.path.join(state.root, path.lstrip("/")))
