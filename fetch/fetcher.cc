@@ -195,7 +195,7 @@ class FetcherImpl : public Fetcher {
       bool dup = false;
       for (const auto& s : subs_) dup = dup || s->sub->url() == sub->url();
       if (dup) continue;
-      if (url.starts_with("s3://")) {
+      if (sub->is_s3()) {
         if (AwsCredentialsProvider* creds = sub->s3_credentials()) {
           NLS_LOG(kInfo) << "substituter " << url << " (" << sub->url()
                          << "): requests signed for region " << sub->s3_region()

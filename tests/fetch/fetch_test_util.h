@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "fetch/hash.h"
+#include "fetch/http_client.h"
 #include "fetch/nar_sink.h"
 #include "fetch/nar_writer.h"
 #include "fetch/narinfo.h"
@@ -206,6 +207,14 @@ class FaultServerProcess {
   FaultServerProcess& operator=(const FaultServerProcess&) = delete;
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
   int port() const { return port_; }
+  // The server's request log (GET /_log, itself not logged): JSON text, a list of
+  // {"method", "path", "range", "status", "fault", "s3"}.
+  std::string Log() const {
+    HttpClient client({});
+    std::string log;
+    client.GetSmall(url() + "/_log", 1 << 20, &log);
+    return log;
+  }
 
  private:
   pid_t pid_ = -1;

@@ -64,10 +64,7 @@ class HttpTest : public ::testing::Test {
     RebuildSink sink;
     f->FetchNar(*path, sink);
     EXPECT_EQ(sink.Nar(), WriteNar(BigTree()));
-    HttpClient client({});
-    std::string log;
-    client.GetSmall(server.url() + "/_log", 1 << 20, &log);
-    last_log_ = log;
+    last_log_ = server.Log();
     return f->Stats();
   }
   TempDir tmp_;
@@ -180,12 +177,7 @@ TEST_F(HttpTest, CooldownGrowsWhileFailingAndStartsShortAgainAfterAnAnswer) {
   o.failure_cooldown_s = 30;
   o.download_attempts = 3;
   auto f = Fetcher::Create(o);
-  auto requests = [&] {
-    HttpClient client({});
-    std::string log;
-    client.GetSmall(server.url() + "/_log", 1 << 20, &log);
-    return nlohmann::json::parse(log).size();
-  };
+  auto requests = [&] { return nlohmann::json::parse(server.Log()).size(); };
   auto pause = [](double s) { std::this_thread::sleep_for(std::chrono::duration<double>(s)); };
   EXPECT_THROW(f->Query(info_.store_path.hash_part()), TransientError);
   EXPECT_EQ(requests(), 3u);  // (reading the log is not logged)

@@ -264,11 +264,8 @@ class S3FetchTest : public AwsEnvTest {
   }
   // The S3 verdicts ("ok" or an S3 error code) of the cache requests the server saw.
   static std::string Verdicts(const FaultServerProcess& server) {
-    HttpClient client({});
-    std::string log;
-    client.GetSmall(server.url() + "/_log", 1 << 20, &log);
     std::string out;
-    for (const auto& e : nlohmann::json::parse(log)) {
+    for (const auto& e : nlohmann::json::parse(server.Log())) {
       out += e["s3"].get<std::string>() + " " + std::to_string(e["status"].get<int>()) + " " +
              e["path"].get<std::string>() + "\n";
     }
@@ -373,10 +370,7 @@ TEST_F(S3FetchTest, RedirectsAreNotFollowedWithTheSessionToken) {
   EXPECT_EQ(Fetch(server, kUrl), std::nullopt);
   EXPECT_NE(Verdicts(server).find("ok 307 /nix-cache/nix-cache-info"), std::string::npos)
       << Verdicts(server);
-  HttpClient client({});
-  std::string log;
-  client.GetSmall(elsewhere.url() + "/_log", 1 << 20, &log);
-  EXPECT_EQ(log, "[]");
+  EXPECT_EQ(elsewhere.Log(), "[]");
 }
 
 }  // namespace
