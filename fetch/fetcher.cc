@@ -194,7 +194,12 @@ class FetcherImpl : public Fetcher {
       auto sub = Substituter::Create(url, http_.get());
       bool dup = false;
       for (const auto& s : subs_) dup = dup || s->sub->url() == sub->url();
-      if (dup) continue;
+      if (dup) {
+        // E.g. one bucket twice with different profiles: only the first is used.
+        NLS_LOG(kWarn) << "substituter " << url << " is " << sub->url()
+                       << ", as an earlier one is: ignored";
+        continue;
+      }
       if (sub->is_s3()) {
         if (AwsCredentialsProvider* creds = sub->s3_credentials()) {
           NLS_LOG(kInfo) << "substituter " << url << " (" << sub->url()

@@ -225,6 +225,24 @@ TEST_F(AwsEnvTest, CredentialsFollowTheirFile) {
   EXPECT_THROW(AwsCredentialsProvider::Create("missing", std::chrono::seconds(0)), ConfigError);
 }
 
+TEST_F(AwsEnvTest, TheSameBucketTwiceIsUsedOnceAndSaysSo) {
+  WriteFile(tmp_.path() + "/credentials",
+            "[a]\naws_access_key_id = A\naws_secret_access_key = s\n"
+            "[b]\naws_access_key_id = B\naws_secret_access_key = t\n");
+  SetLogLevel(LogLevel::kWarn);
+  FetchOptions o;
+  o.substituters = {"s3://one?region=x&profile=a", "s3://one?region=x&profile=b",
+                    "s3://two?region=x"};
+  ::testing::internal::CaptureStderr();
+  auto f = Fetcher::Create(o);
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(log.find("substituter s3://one?region=x&profile=b is https://one.s3.x.amazonaws.com, "
+                     "as an earlier one is: ignored"),
+            std::string::npos)
+      << log;
+  EXPECT_EQ(log.find("s3://two"), std::string::npos) << log;
+}
+
 // A cache served as bucket "nix-cache" in region "eu-test-1" by a server that checks signatures.
 class S3FetchTest : public AwsEnvTest {
  protected:
