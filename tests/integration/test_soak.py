@@ -66,7 +66,11 @@ while time.time() < cfg["deadline"]:
     stats["ops"] += 1
     if r < 0.7:
         p = rnd.choice(keys)
-        got = entry(p)
+        try:
+            got = entry(p)  # lstat errors come back as {"error": errno}; the rest raise
+        except OSError as e:
+            failed("entry", p, e.errno)
+            continue
         if "error" in got:
             failed("entry", p, got["error"])
         elif got != host[p]:
